@@ -1,0 +1,1 @@
+// Placeholder: the CUDA kernel for composite lands here.

@@ -1,0 +1,1 @@
+// Placeholder: the CPU kernel for march lands here.

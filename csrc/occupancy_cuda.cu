@@ -1,0 +1,1 @@
+// Placeholder: the CUDA kernel for occupancy lands here.

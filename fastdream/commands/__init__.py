@@ -1,0 +1,1 @@
+"""Subcommands of the `fastdream` CLI, one module each (see fastdream.cli)."""

@@ -1,0 +1,2 @@
+"""Placeholder: the encoding ops land here."""
+__all__: list[str] = []

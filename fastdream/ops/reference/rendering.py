@@ -1,0 +1,2 @@
+"""Placeholder: PyTorch twins of the rendering ops land here."""
+__all__: list[str] = []

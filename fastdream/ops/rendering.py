@@ -1,0 +1,2 @@
+"""Placeholder: the rendering ops land here."""
+__all__: list[str] = []

@@ -1,0 +1,40 @@
+"""Shared test setup: seeded generators, the `cuda` marker's skip rule, small helpers."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+
+def _cuda_ready() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    from fastdream import _backend
+
+    return _backend.has_cuda_kernels()
+
+
+CUDA_READY = _cuda_ready()
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU and fastdream._C built with CUDA kernels")
+    for item in items:
+        if "cuda" in item.keywords and not CUDA_READY:
+            item.add_marker(skip_cuda)
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    """Each test starts from the same seeds, so a failure reproduces."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def cuda_device() -> torch.device:
+    return torch.device("cuda")
