@@ -27,10 +27,17 @@ class ExtensionUnavailable(RuntimeError):
 def _jit_build() -> ModuleType:
     cpp, cu = _buildcfg.read_sources(_buildcfg.REPO_ROOT)
     _buildcfg.ensure_cuda_home()
-    with_cuda, why = _buildcfg.decide_cuda(os.environ.get("FASTDREAM_BUILD_CUDA", "auto"))
+    mode = os.environ.get("FASTDREAM_BUILD_CUDA", "auto")
+    with_cuda, why = _buildcfg.decide_cuda(mode)
+    import torch
     from torch.utils import cpp_extension
 
+    if with_cuda and mode.strip() != "1" and not torch.cuda.is_available():
+        # A JIT build serves this machine only: CUDA kernels without a GPU would cost minutes for nothing.
+        with_cuda, why = False, "no GPU visible, so the JIT build skips the CUDA kernels"
+
     if with_cuda:
+        _buildcfg.default_arch_list()
         # cpp_extension reads CUDA_HOME once at import and guesses wrong beside a wrapper nvcc; correct it.
         cpp_extension.CUDA_HOME = _buildcfg.find_cuda_home()
     sources = [str(_buildcfg.REPO_ROOT / s) for s in cpp + (cu if with_cuda else [])]
@@ -59,6 +66,8 @@ def load() -> ModuleType:
         return _module
     if _error is not None:
         raise ExtensionUnavailable(_error)
+    import torch  # noqa: F401  (_C links libc10/libtorch, which torch's import loads)
+
     try:
         _module = importlib.import_module("fastdream._C")
         return _module

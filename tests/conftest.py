@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import random
+import sys
+from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# Test this checkout's fastdream (with its in-place built _C), whatever else is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 def _cuda_ready() -> bool:
