@@ -42,9 +42,7 @@ class StableDiffusionGuidance(Guidance):
             dtype = torch.float32 if self.device.type == "cpu" else (
                 torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
         self.dtype = dtype
-        self.unet = unet.to(self.device, dtype).eval().requires_grad_(False)
-        self.vae = vae.to(self.device, dtype).eval().requires_grad_(False)
-        self.text_encoder = text_encoder.to(self.device, dtype).eval().requires_grad_(False)
+        self.unet, self.vae, self.text_encoder = (_prepare(m, self.device, dtype) for m in (unet, vae, text_encoder))
         self.tokenizer = tokenizer
         if channels_last and self.device.type == "cuda":
             self.unet.to(memory_format=torch.channels_last)
@@ -183,6 +181,14 @@ class StableDiffusionGuidance(Guidance):
         return SDSOutput(loss=loss, t=t, grad_norm=grad.norm(),
                          extras={"latents": latents, "noise": noise, "noise_pred": noise_pred, "grad": grad,
                                  "x_t": x_t})
+
+
+def _prepare(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Frozen, eval-mode module on `device` in `dtype` (cast only when needed)."""
+    module = module.to(device)
+    if next(module.parameters()).dtype != dtype:
+        module = module.to(dtype)
+    return module.eval().requires_grad_(False)
 
 
 def _randn(shape, generator, device) -> torch.Tensor:
