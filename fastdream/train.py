@@ -232,9 +232,12 @@ class Trainer:
             terms = []
             for b, o in enumerate(outs):
                 if "normals" in o and o["normals"] is not None and o["ray_indices"].numel() > 0:
-                    d = rays_d[b].reshape(-1, 3)[o["ray_indices"]]
-                    dot = (o["normals"].float() * d).sum(-1).clamp_min(0.0)
-                    terms.append((o["weights"].detach().float() * dot ** 2).sum() / (H * W))
+                    ri = o["ray_indices"]
+                    valid = ri >= 0  # fixed-capacity buffers pad with -1
+                    d = rays_d[b].reshape(-1, 3)[ri.clamp_min(0)]
+                    dot = (torch.nan_to_num(o["normals"].float()) * d).sum(-1).clamp_min(0.0)
+                    w = torch.where(valid, o["weights"].detach().float(), 0.0)
+                    terms.append((w * dot ** 2).sum() / (H * W))
             if terms:
                 losses["orientation"] = torch.stack(terms).mean()
         if lc.sparsity > 0:
@@ -316,7 +319,7 @@ class Trainer:
         """previews/step_NNNNNN.png: the held-out views in albedo (top row) and lambertian shading (bottom)."""
         import imageio.v3 as iio
 
-        size = max(self.cfg.train.eval_resolution, 64)
+        size = self.cfg.train.eval_resolution
         cams = self.eval_cameras(4)
         rows = [self.render_views(cams, size, s) for s in ("albedo", "lambertian")]
         grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)  # [3, 2S, 4S]
@@ -471,11 +474,13 @@ class Trainer:
                                 self.step, self.ckpt_path)
                 else:
                     check_finite()
-                    value = self.heldout_psnr()
-                    if value is not None:
-                        emit({"step": self.step, "psnr_heldout": value, "final": True})
-                        last_metrics["psnr_heldout"] = value
-                    self.write_preview()
+                    if tc.eval_every > 0:  # 0 disables evaluation, the final one included
+                        value = self.heldout_psnr()
+                        if value is not None:
+                            emit({"step": self.step, "psnr_heldout": value, "final": True})
+                            last_metrics["psnr_heldout"] = value
+                    if tc.preview_every > 0:
+                        self.write_preview()
                     self.save()
         finally:
             pbar.close()

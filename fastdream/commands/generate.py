@@ -32,6 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, metavar="FILE", help="YAML config (sections as in config.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. train.iters=3000 guidance.guidance_scale=50")
+    _accept_trailing_overrides(parser)
+
+
+def _accept_trailing_overrides(parser: argparse.ArgumentParser) -> None:
+    """Let key=value overrides follow the options too (argparse only takes positionals in one run)."""
+    original = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, extras = original(args, namespace)
+        trailing = [a for a in extras if "=" in a and not a.startswith("-")]
+        if trailing:
+            namespace.overrides = list(getattr(namespace, "overrides", None) or []) + trailing
+        return namespace, [a for a in extras if a not in trailing]
+
+    parser.parse_known_args = parse_known_args
 
 
 def _slug(prompt: str) -> str:
