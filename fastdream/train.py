@@ -207,7 +207,8 @@ class Trainer:
         need_samples = cfg.loss.orientation > 0
         with self._autocast():
             bg = self.background(rays_d, generator=self.cam_gen)  # [B,H,W,3]
-            outs = [self.render(rays_o[b].reshape(-1, 3), rays_d[b].reshape(-1, 3), shading=shading[b],
+            outs = [self.render(rays_o[b].reshape(-1, 3).contiguous(), rays_d[b].reshape(-1, 3).contiguous(),
+                                shading=shading[b],
                                 light_position=cams.light_position[b], ambient_ratio=ambient[b],
                                 background=bg[b].reshape(-1, 3), stratified=cfg.render.stratified,
                                 return_samples=need_samples) for b in range(B)]
@@ -295,7 +296,7 @@ class Trainer:
             bg = torch.ones(size * size, 3, device=self.device)
             grad_ctx = torch.enable_grad() if shading != "albedo" else torch.no_grad()
             with grad_ctx:  # analytic normals may need autograd
-                out = self.render(ro.reshape(-1, 3), rd.reshape(-1, 3), shading=shading,
+                out = self.render(ro.reshape(-1, 3).contiguous(), rd.reshape(-1, 3).contiguous(), shading=shading,
                                   light_position=cams.light_position[b], ambient_ratio=0.1, background=bg,
                                   stratified=False)
             imgs.append(out["color"].detach().float().clamp(0, 1).reshape(size, size, 3).permute(2, 0, 1))
