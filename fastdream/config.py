@@ -162,10 +162,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # The oracle needs no model and CPU users run it first (README): a small, fast recipe for it.
 ORACLE_FAST = {
-    "train.iters": 300, "render.width": 24, "render.height": 24, "render.grid_resolution": 32,
+    "train.iters": 250, "render.width": 24, "render.height": 24, "render.grid_resolution": 32,
     "render.render_step_size": 0.04, "shading.albedo_prob": 1.0, "shading.lambertian_prob": 0.0,
-    "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2, "train.checkpoint_every": 100, "train.preview_every": 150,
-    "train.eval_every": 100, "train.log_every": 10, "train.eval_resolution": 48,
+    "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2,
+    "train.checkpoint_every": 125, "train.preview_every": 125, "train.eval_every": 125, "train.log_every": 10, "train.eval_resolution": 48,
     "field.options": {"log2_hashmap_size": 14, "n_levels": 8, "finest_resolution": 256, "hidden_dim": 32,
                       "n_hidden_layers": 1},
 }

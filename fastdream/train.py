@@ -475,12 +475,12 @@ class Trainer:
                                 self.step, self.ckpt_path)
                 else:
                     check_finite()
-                    if tc.eval_every > 0:  # 0 disables evaluation, the final one included
+                    if tc.eval_every > 0 and self.step % tc.eval_every != 0:  # 0 disables evaluation
                         value = self.heldout_psnr()
                         if value is not None:
                             emit({"step": self.step, "psnr_heldout": value, "final": True})
                             last_metrics["psnr_heldout"] = value
-                    if tc.preview_every > 0:
+                    if tc.preview_every > 0 and self.step % tc.preview_every != 0:
                         self.write_preview()
                     self.save()
         finally:

@@ -14,7 +14,9 @@ from fastdream.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["render.width=16", "render.height=16", "render.render_step_size=0.05", "render.grid_resolution=16",
-         "train.eval_resolution=16", "train.eval_views=2", "train.log_every=1"]
+         "train.eval_resolution=16", "train.eval_views=2", "train.log_every=1",
+         "field.options={log2_hashmap_size: 12, n_levels: 4, finest_resolution: 64, hidden_dim: 16, "
+         "n_hidden_layers: 1}"]
 
 
 def _env():

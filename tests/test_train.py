@@ -99,16 +99,4 @@ def test_nan_before_first_checkpoint_says_so(tmp_path):
         Trainer(cfg, tmp_path / "run", guidance=NaNAfter(bad=1), progress=False).train()
     assert not checkpoint_path(tmp_path / "run").exists()
 
-
-@pytest.mark.slow
-def test_oracle_reconstructs_the_sphere(tmp_path):
-    from fastdream.config import make_config
-
-    cfg = make_config("fast", prompt="an orange sphere",
-                      **{"guidance.spec": "target:sphere", "train.device": "cpu", "train.export": False})
-    trainer = Trainer(cfg, tmp_path / "run", progress=False)
-    first = trainer.heldout_psnr()
-    result = trainer.train()
-    assert result.metrics["psnr_heldout"] >= 25.0, result.metrics
-    assert result.metrics["psnr_heldout"] > first + 5
-    assert sorted(os.listdir(tmp_path / "run" / "previews"))
+# The oracle reconstruction (held-out PSNR >= 25 dB) runs through the CLI in test_generate.py.
