@@ -171,13 +171,20 @@ def run_backend(backend: str, guidance, cond, uncond, device: torch.device, quic
     views = make_cameras(n_total, s["render"], device)
     H = W = s["render"]
     clock = common.PhaseClock(device)
+    max_samples = None
+    if backend == "fastdream" and device.type == "cuda":
+        # The no-host-sync path, as training on a GPU uses it: capacity = 2x the samples of the first view.
+        v = views[0]
+        n0 = grid.sampling(v["rays_o"], v["rays_d"], render_step_size=s["step_size"])[0].numel()
+        max_samples = max(2 * int(n0), 1 << 16)
+    render_kw = {} if max_samples is None else {"max_samples": max_samples}
 
     def one_step(i: int, timed: bool):
         v = views[i]
         if timed:
             clock.start()
         out = render(field, grid, v["rays_o"], v["rays_d"], shading=v["shading"], light_position=v["light"],
-                     ambient_ratio=0.1, background=v["bg"], render_step_size=s["step_size"], stratified=True)
+                     ambient_ratio=0.1, background=v["bg"], render_step_size=s["step_size"], stratified=True, **render_kw)
         img = out["color"].reshape(1, H, W, 3).permute(0, 3, 1, 2)
         if timed:
             clock.mark("render_fwd")
@@ -235,7 +242,7 @@ def run_backend(backend: str, guidance, cond, uncond, device: torch.device, quic
     except Exception as exc:  # noqa: BLE001 - the count is informative, not essential
         log.warning("FLOP count failed: %s", exc)
     nominal = sd_configs.NOMINAL_STEP_TFLOP * 1e12 if not quick else None
-    return {"status": "ok", "steps": n, "render": f"{H}x{W}", "wall_s": wall, "step_ms": step_ms,
+    return {"status": "ok", "steps": n, "render": f"{H}x{W}", "max_samples": max_samples, "wall_s": wall, "step_ms": step_ms,
             "steps_per_s": 1e3 / step_ms, "phases_ms": phases, "phases_sum_ms": sum(phases.values()),
             "diffusion_share": diffusion_ms / max(sum(phases.values()), 1e-9), "peak_memory_bytes": peak,
             "counted_flop_per_step": flops,
