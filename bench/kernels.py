@@ -261,6 +261,8 @@ def bench_march_composite(device: torch.device, quick: bool) -> dict:
         if fx.get("status") == "ok":  # the buffers are padded to `cap`: count the exact mode's real samples
             fx["n_samples"] = b["fastdream"]["n_samples"]
             fx["samples_per_s"] = fx["n_samples"] / (fx["median_ms"] * 1e-3)
+    elif fixed_ok:
+        b["fastdream_fixed"] = common.unavailable("skipped: the exact mode failed")
     else:
         b["fastdream_fixed"] = common.unavailable("OccupancyGrid.sampling has no max_samples (fixed capacity)")
     if device.type != "cuda":

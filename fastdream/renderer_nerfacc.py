@@ -56,11 +56,11 @@ def render_rays_nerfacc(field, grid, rays_o: torch.Tensor, rays_d: torch.Tensor,
                         background: torch.Tensor | None = None, render_step_size: float = 1e-2,
                         near_plane: float = 0.0, far_plane: float = 1e10, stratified: bool = False,
                         max_samples: int | None = None, return_samples: bool = False,
-                        backend: str = "nerfacc") -> dict:
+                        backend: str = "nerfacc", generator: torch.Generator | None = None) -> dict:
     """Render rays_o/rays_d [R,3] with nerfacc's marcher and compositor; outputs as render_rays: "color" [R,3],
     "opacity" [R], "depth" [R] (+ "weights", "ray_indices", "normals" with return_samples). max_samples is
-    ignored: nerfacc has no fixed-capacity mode."""
-    del max_samples, backend
+    and generator are ignored: nerfacc has no fixed-capacity mode and draws its own stratified jitter."""
+    del max_samples, backend, generator
     nerfacc = _import_nerfacc()
     from fastdream import ops
 
@@ -96,7 +96,7 @@ def render_rays_nerfacc(field, grid, rays_o: torch.Tensor, rays_d: torch.Tensor,
         color = color + (1.0 - opacity[:, None]) * bg.expand_as(color)
     out = {"color": color, "opacity": opacity, "depth": depth}
     if return_samples:
-        out.update(weights=weights, ray_indices=ray_indices)
+        out.update(weights=weights, ray_indices=ray_indices, t_starts=t_starts, t_ends=t_ends, positions=positions)
         if normals is not None:
             out["normals"] = normals
     return out
