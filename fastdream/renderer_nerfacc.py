@@ -61,11 +61,11 @@ def render_rays_nerfacc(field, grid, rays_o: torch.Tensor, rays_d: torch.Tensor,
     "opacity" [R], "depth" [R] (+ "weights", "ray_indices", "normals" with return_samples). max_samples is
     and generator are ignored: nerfacc has no fixed-capacity mode and draws its own stratified jitter."""
     del max_samples, backend, generator
+    if shading not in ("albedo", "lambertian", "textureless"):
+        raise ValueError(f"shading must be albedo, lambertian or textureless, got {shading!r}")
     nerfacc = _import_nerfacc()
     from fastdream import ops
 
-    if shading not in ("albedo", "lambertian", "textureless"):
-        raise ValueError(f"shading must be albedo, lambertian or textureless, got {shading!r}")
     if rays_o.device.type != "cuda":
         raise UserError("renderer backend 'nerfacc' runs on CUDA only; use backend 'fastdream' on the CPU")
     n_rays = rays_o.shape[0]
