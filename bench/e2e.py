@@ -2,8 +2,8 @@
 
 Runs the user-facing commands in-process, one after the other, and times each:
   train   fastdream generate PROMPT --guidance target:sphere --preset fast --iters N --seed 0 --no-export
-  export  fastdream export RUN
-  render  fastdream render RUN
+  export  fastdream export RUN            (defaults; --quick: --resolution 64 --texture-size 128)
+  render  fastdream render RUN            (defaults: 120 frames at 512; --quick: --frames 4 --size 64)
 A stage whose command is not available (not merged yet, or an unknown flag) is reported as such.
 """
 from __future__ import annotations
@@ -56,8 +56,9 @@ def run(device: torch.device, quick: bool, workdir: str | None = None) -> dict:
             ("train", "generate", ["generate", PROMPT, "--guidance", GUIDANCE, "--preset", "fast", "--iters",
                                    str(iters), "--seed", "0", "--out", run_dir, "--device", device.type,
                                    "--no-export"]),
-            ("export", "export", ["export", run_dir]),
-            ("render", "render", ["render", run_dir]),
+            ("export", "export", ["export", run_dir, *(["--resolution", "64", "--texture-size", "128"]
+                                                       if quick else [])]),
+            ("render", "render", ["render", run_dir, *(["--frames", "4", "--size", "64"] if quick else [])]),
         ]
         ok_so_far = True
         for stage, command, argv in stages:
