@@ -3,7 +3,9 @@
 # compute-sanitizer memcheck over every op, then every benchmark, all inside ~9 minutes.
 #
 # Run from the repository root with $OUT set (an empty folder whose files come back):
-#   bash bench/gpu_check.sh
+#   FASTDREAM_COMMIT=$(git rev-parse HEAD) bash bench/gpu_check.sh
+# (a copied tree may travel without .git; FASTDREAM_COMMIT then names the commit in the JSON — write the sha
+# literally into the device command, it is expanded on the machine that has .git)
 # Missing Python packages travel as wheels in .whl/ (see bench/RESULTS.md for how they were fetched).
 # Every stage has its own timeout (capped so that the later stages keep time) and runs under `set +e`, so one
 # failure or hang cannot eat the slot. At most 7 files land in $OUT, flat:
@@ -53,7 +55,7 @@ stage() {
   return 0
 }
 
-stamp "gpu_check start, budget ${BUDGET}s, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+stamp "gpu_check start, budget ${BUDGET}s, commit $(git rev-parse --short HEAD 2>/dev/null || echo "${FASTDREAM_COMMIT:-unknown}")"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv 2>&1
   python3 -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))" 2>&1
