@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         torch.cuda.set_device(device)
     sections = SECTIONS if args.what == "all" else (args.what,)
     log = logging.getLogger("fastdream.bench")
+    if device.type == "cpu" and not args.quick:
+        log.warning("full-size benchmarks on the CPU (SD-2.1-base-sized models) take a long time; "
+                    "--quick runs the smoke-test sizes")
     env = common.environment(device, ["fastdream", "bench", *sys.argv[2:]] if sys.argv[1:2] == ["bench"]
                              else None)
     results: dict = {"schema": common.SCHEMA, "quick": bool(args.quick), "environment": env}
