@@ -130,6 +130,7 @@ def count_host_syncs(device: torch.device):
     """Yields a dict filled on exit with host_syncs (CUDA sync debug mode; None on CPU) and python_sync_calls."""
     result: dict[str, int | None] = {"host_syncs": None, "python_sync_calls": 0}
     originals = {name: getattr(torch.Tensor, name) for name in _PY_SYNC_METHODS}
+    own = {name for name in _PY_SYNC_METHODS if name in torch.Tensor.__dict__}  # others are inherited from C
 
     def wrap(name, orig):
         def counted(self, *args, **kwargs):
@@ -155,7 +156,10 @@ def count_host_syncs(device: torch.device):
             yield result
     finally:
         for name, orig in originals.items():
-            setattr(torch.Tensor, name, orig)
+            if name in own:
+                setattr(torch.Tensor, name, orig)
+            else:
+                delattr(torch.Tensor, name)
 
 
 # --------------------------------------------------------------------------------------------- device facts
