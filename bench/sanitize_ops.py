@@ -126,7 +126,7 @@ def shade(dev, g):
 def hash_encode(dev, g):
     from fastdream import HashGridEncoding
     enc = HashGridEncoding(n_levels=4, n_features_per_level=2, log2_hashmap_size=10, base_resolution=4,
-                           per_level_scale=2.0, backend="cuda").to(dev)
+                           per_level_scale=2.0, backend="cuda" if dev.type == "cuda" else "cpu").to(dev)
     x = torch.rand(513, 3, generator=g)
     x[0] = 0.0
     x[1] = 1.0
@@ -159,17 +159,23 @@ def render_rays(dev, g):
     return out
 
 
-def main() -> int:
-    if not torch.cuda.is_available():
-        print("sanitize_ops: no CUDA device; nothing to do")
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # `--cpu` runs the same calls on the CPU kernels: a dry run of this script where there is no GPU.
+    if "--cpu" in argv:
+        dev = torch.device("cpu")
+    elif torch.cuda.is_available():
+        dev = torch.device("cuda")
+    else:
+        print("sanitize_ops: no CUDA device; nothing to do (--cpu runs the calls on the CPU kernels)")
         return 0
-    dev = torch.device("cuda")
     failed = 0
     for fn in CHECKS:
         g = torch.Generator().manual_seed(0)
         try:
             fn(dev, g)
-            torch.cuda.synchronize()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
             print(f"sanitize_ops: {fn.__name__}: ok", flush=True)
         except (ImportError, AttributeError, NotImplementedError) as exc:
             print(f"sanitize_ops: {fn.__name__}: missing ({type(exc).__name__}: {exc})", flush=True)

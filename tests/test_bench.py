@@ -127,3 +127,13 @@ def test_cuda_sync_counter_sees_item(cuda_device):
             x.sum().item()
             y = x * 2  # no sync
     assert counted["host_syncs"] >= 1 and y.shape == (8,)
+
+
+def test_sanitize_workload_runs_every_op_on_cpu(capsys):
+    """bench/sanitize_ops.py (the compute-sanitizer workload of gpu_check.sh) calls the real APIs correctly."""
+    from bench import sanitize_ops
+
+    assert sanitize_ops.main(["--cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "FAILED" not in out
+    assert f"{len(sanitize_ops.CHECKS)}/{len(sanitize_ops.CHECKS)} without error" in out
