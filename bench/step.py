@@ -33,7 +33,7 @@ DIFFUSION_PHASES = ("vae_encode", "unet", "vae_backward")
 
 def sizes(quick: bool) -> dict:
     if quick:
-        return dict(render=16, warmup=1, steps=3, grid_res=32, step_size=2 * math.sqrt(3) / 64)
+        return dict(render=16, warmup=1, steps=2, grid_res=32, step_size=2 * math.sqrt(3) / 32)
     return dict(render=64, warmup=5, steps=30, grid_res=64, step_size=0.01)
 
 
