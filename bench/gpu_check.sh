@@ -55,6 +55,7 @@ stage() {
   return 0
 }
 
+rm -f /tmp/fd_bench_kernels.json /tmp/fd_bench_step.json /tmp/fd_bench_e2e.json
 stamp "gpu_check start, budget ${BUDGET}s, commit $(git rev-parse --short HEAD 2>/dev/null || echo "${FASTDREAM_COMMIT:-unknown}")"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv 2>&1
