@@ -2,6 +2,7 @@
 
 Runs the user-facing commands in-process, one after the other, and times each:
   train   fastdream generate PROMPT --guidance target:sphere --preset fast --iters N --seed 0 --no-export
+          (N = 1000; --quick: 5 steps with QUICK_OVERRIDES)
   export  fastdream export RUN            (defaults; --quick: --resolution 64 --texture-size 128)
   render  fastdream render RUN            (defaults: 120 frames at 512; --quick: --frames 4 --size 64)
 A stage whose command is not available (not merged yet, or an unknown flag) is reported as such.
@@ -23,6 +24,9 @@ from bench import common
 log = logging.getLogger("fastdream.bench")
 
 PROMPT = "a red sphere"
+# --quick (CPU smoke test): tiny renders, no periodic evaluation, previews or checkpoints inside the 5 steps.
+QUICK_OVERRIDES = ["render.width=16", "render.height=16", "train.eval_every=100000", "train.preview_every=100000",
+                   "train.checkpoint_every=100000", "train.eval_views=1", "train.eval_resolution=16"]
 GUIDANCE = "target:sphere"
 
 
@@ -48,14 +52,14 @@ def _available(name: str) -> bool:
 
 
 def run(device: torch.device, quick: bool, workdir: str | None = None) -> dict:
-    iters = 20 if quick else 1000
+    iters = 5 if quick else 1000
     out: dict[str, Any] = {"prompt": PROMPT, "guidance": GUIDANCE, "iters": iters, "preset": "fast", "stages": {}}
     with tempfile.TemporaryDirectory(prefix="fastdream-bench-e2e-", dir=workdir) as tmp:
         run_dir = str(Path(tmp) / "run")
         stages = [
             ("train", "generate", ["generate", PROMPT, "--guidance", GUIDANCE, "--preset", "fast", "--iters",
                                    str(iters), "--seed", "0", "--out", run_dir, "--device", device.type,
-                                   "--no-export"]),
+                                   "--no-export", *(QUICK_OVERRIDES if quick else [])]),
             ("export", "export", ["export", run_dir, *(["--resolution", "64", "--texture-size", "128"]
                                                        if quick else [])]),
             ("render", "render", ["render", run_dir, *(["--frames", "4", "--size", "64"] if quick else [])]),
