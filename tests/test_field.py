@@ -55,6 +55,9 @@ def test_padded_and_bad_positions_give_zero_density_and_finite_gradients():
     sigma, albedo, normals = field.forward_with_normals(x)
     assert (sigma[:16] == 0).all() and torch.isfinite(sigma).all()
     assert torch.isfinite(albedo).all() and torch.isfinite(normals).all()
+    # NaN and inf positions clamp all 4 stencil points onto one spot: a flat density, so a zero normal
+    assert (normals[:16] == 0).all()
+    torch.testing.assert_close(normals[24:].norm(dim=-1), torch.ones(40))
     (sigma.sum() + albedo.sum() + normals.sum()).backward()
     for name, p in field.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
