@@ -447,6 +447,7 @@ class Trainer:
                         rec["it_per_s"] = 1.0 / rec["step_time_s"] if rec["step_time_s"] > 0 else None
                         if self.device.type == "cuda":
                             rec["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+                        rec["peak_rss_mb"] = _peak_rss_mb()
                         emit(rec)
                         last_metrics = rec
                         pbar.set_postfix(loss=f"{rec['loss']:.4g}", refresh=False)
@@ -489,3 +490,12 @@ class Trainer:
                 signal.signal(sig, handler)
         return TrainResult(status=status, step=self.step, run_dir=self.run_dir, checkpoint=self.ckpt_path,
                            metrics=last_metrics)
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory of this process (MiB), where the platform reports it."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

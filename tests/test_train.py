@@ -37,7 +37,8 @@ def test_tiny_sd_pipeline_trains_the_field(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     train_lines = [x for x in lines if "loss" in x]
     assert [x["step"] for x in train_lines] == [1, 2, 3, 4]
-    assert all(x["loss"] > 0 and x["step_time_s"] > 0 and "sparsity" in x for x in train_lines)
+    assert all(x["loss"] > 0 and x["step_time_s"] > 0 and "sparsity" in x and x["peak_rss_mb"] > 0
+               for x in train_lines)
     assert (tmp_path / "run" / "config.yaml").is_file() and checkpoint_path(tmp_path / "run").is_file()
 
 
