@@ -45,20 +45,35 @@ def _foreground(images: torch.Tensor, bg: torch.Tensor, thresh: float = 0.12) ->
     return (images - bg[:, :, None, None]).norm(dim=1) > thresh
 
 
-def classify_color(images: torch.Tensor, bg: torch.Tensor | None = None, ambient: float = 0.1):
-    """Colour index [B] and costs [B,C]: for each named colour c, the mean over foreground pixels p of
-    min_{s in [ambient,1]} |p - s·c|² (a shaded or flat surface of colour c)."""
+def classify_color(images: torch.Tensor, bg: torch.Tensor | None = None, min_shade: float = 0.3,
+                   top_fraction: float = 0.5, relative: bool = True):
+    """Colour index [B] and costs [B,C] for images [B,3,H,W]: for each named colour c, the median over the brightest
+    `top_fraction` of the object's interior pixels p of min_{s in [min_shade,1]} |p - s·c|² (a lit surface of c)."""
     images = images.float()
     bg = estimate_background(images) if bg is None else bg.float()
     fg = _foreground(images, bg)
     pal = _PALETTE.to(images.device)  # [C,3]
     p = images.permute(0, 2, 3, 1)[..., None, :]  # [B,H,W,1,3]
-    s = ((p * pal).sum(-1) / (pal * pal).sum(-1)).clamp(ambient, 1.0)  # [B,H,W,C]
+    s = ((p * pal).sum(-1) / (pal * pal).sum(-1)).clamp(min_shade, 1.0)  # [B,H,W,C]
     err = (p - s[..., None] * pal).square().sum(-1)  # [B,H,W,C]
-    w = fg.float()[..., None]
-    empty = w.sum((1, 2)) == 0  # no foreground: fall back to all pixels
-    w = torch.where(empty[:, None, None, :], torch.ones_like(w), w)
-    costs = (err * w).sum((1, 2)) / w.sum((1, 2))
+    if relative:  # error relative to the pixel's own brightness, so dark pixels still tell hue apart
+        err = err / (p.square().sum(-1) + 1e-3)
+    # Interior pixels only (edges blend with the background), and the median error, so a few odd pixels cannot win.
+    interior = fg.clone()
+    interior[:, 1:, :] &= fg[:, :-1, :]
+    interior[:, :-1, :] &= fg[:, 1:, :]
+    interior[:, :, 1:] &= fg[:, :, :-1]
+    interior[:, :, :-1] &= fg[:, :, 1:]
+    # The brightest part of the object carries its colour best: dark pixels of any colour look alike (and pick up
+    # the background's tint), so judge the upper half of the object by brightness.
+    bright = images.amax(1)
+    costs = torch.empty(images.shape[0], len(COLOR_NAMES), device=images.device)
+    for i in range(images.shape[0]):
+        m = interior[i] if interior[i].sum() >= 4 else fg[i]
+        if m.sum() == 0:  # nothing stands out from the background: judge every pixel
+            m = torch.ones_like(m)
+        m = m & (bright[i] >= bright[i][m].quantile(1.0 - top_fraction))
+        costs[i] = err[i][m].median(0).values
     return costs.argmin(-1), costs
 
 

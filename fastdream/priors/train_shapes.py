@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from DIR/.train/checkpoint.pt")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     p.add_argument("--eval-samples", type=int, default=0, help="after training: sample N and score with the matcher")
+    p.add_argument("--eval-only", action="store_true",
+                   help="skip training: load the model saved in --out and run --eval-samples (default 100)")
+    p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps for --eval-samples")
+    p.add_argument("--guidance-scale", type=float, default=3.0, help="CFG scale for --eval-samples")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -90,6 +94,20 @@ def evaluate_samples(prior, n: int, device, seed: int = 0, steps: int = 50, guid
             "accuracy": float(((ps == ts) & (pc == tc)).float().mean()),
             "shape_accuracy": float((ps == ts).float().mean()), "color_accuracy": float((pc == tc).float().mean()),
             "images": images.cpu(), "prompts": prompts}
+
+
+def evaluate_folder(args) -> dict:
+    """Score the prior saved in args.out with the procedural matcher (no training)."""
+    from fastdream.priors.model import ShapesPrior
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prior = ShapesPrior.from_pretrained(args.out, device=args.device)
+    t0 = time.time()
+    res = evaluate_samples(prior, args.eval_samples or 100, torch.device(args.device), seed=args.seed,
+                           steps=args.sample_steps, guidance_scale=args.guidance_scale)
+    res.pop("images"), res.pop("prompts")
+    res["wall_s"] = round(time.time() - t0, 1)
+    return res
 
 
 def train(args) -> dict:
@@ -176,7 +194,8 @@ def train(args) -> dict:
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
     if args.eval_samples:
         ema.eval()
-        res = evaluate_samples(ema, args.eval_samples, dev)
+        res = evaluate_samples(ema, args.eval_samples, dev, steps=args.sample_steps,
+                               guidance_scale=args.guidance_scale)
         torch.save({"images": res.pop("images"), "prompts": res.pop("prompts")}, state_dir / "samples.pt")
         info["eval"] = res
         log.info("matcher on %d samples: %s", args.eval_samples, res)
@@ -188,7 +207,10 @@ def train(args) -> dict:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parser().parse_args(argv)
-    info = train(args)
+    if args.eval_only:
+        info = evaluate_folder(args)
+    else:
+        info = train(args)
     print(json.dumps(info))
     return 0
 
