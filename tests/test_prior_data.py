@@ -58,5 +58,5 @@ def test_labels_match_images_and_captions():
 
 def test_view_word_rule():
     assert sd.view_word([0, 0, 0, 0, 70], [10, 90, 180, -170, 0]) == ["front", "side", "back", "back", "overhead"]
-    assert sd.view_word([0, 0], [-45, 46]) == ["front", "side"]
+    assert sd.view_word([0, 0, 0, 60], [-44.9, -45, 135, 0]) == ["front", "side", "side", "front"]
     assert sd.caption("cube", "red", "side") == "a red cube, side view"

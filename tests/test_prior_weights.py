@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from fastdream.errors import UserError
+
 from fastdream.priors.model import BUILTIN_DIR, ShapesPrior, builtin_path
 
 SHIPPED = BUILTIN_DIR / "shapes"
@@ -34,7 +36,7 @@ def test_shipped_folder_layout_and_size():
                 "TRAINING.md"):
         assert (SHIPPED / rel).is_file(), rel
     assert not (SHIPPED / ".train").exists()
-    with pytest.raises(ValueError, match="unknown builtin prior"):
+    with pytest.raises(UserError, match="unknown builtin prior"):
         builtin_path("dinosaurs")
 
 

@@ -33,6 +33,10 @@ __all__ = ["PixelDiffusionGuidance"]
 log = logging.getLogger(__name__)
 
 
+def prompts_ok(cond: torch.Tensor, uncond: torch.Tensor) -> bool:
+    return cond.dim() == 3 and uncond.dim() == 3 and cond.shape[1:] == uncond.shape[1:]
+
+
 class PixelDiffusionGuidance(Guidance):
     """SDS guidance from a pixel-space text-conditioned UNet (epsilon prediction)."""
 
@@ -127,6 +131,9 @@ class PixelDiffusionGuidance(Guidance):
         images [B,3,H,W] in [0,1]; cond [B or 1,L,D]; uncond [1 or B,L,D]. Random draws use `generator` (on the
         CPU or on this guidance's device).
         """
+        if not prompts_ok(cond, uncond):
+            raise ValueError(f"cond [P,L,D] and uncond [1,L,D] must be 3-D with matching L and D, got "
+                             f"{tuple(cond.shape)} and {tuple(uncond.shape)}")
         lo, hi = t_range
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"t_range must satisfy 0 <= min <= max <= 1, got {t_range}")
@@ -145,4 +152,7 @@ class PixelDiffusionGuidance(Guidance):
         grad = torch.nan_to_num((1 - a) * (eps_hat - noise))
         target = (x.detach() - grad).to(x.dtype)
         loss = 0.5 * (x - target).square().sum()  # d loss / d x = x - target = grad
-        return SDSOutput(loss=loss, t=t, grad_norm=grad.norm().detach())
+        out = SDSOutput(loss=loss, t=t, grad_norm=grad.norm().detach())
+        if hasattr(out, "extras"):
+            out.extras.update(model_input=x.detach(), noise=noise, noise_pred=eps_hat)
+        return out

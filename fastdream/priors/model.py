@@ -19,11 +19,12 @@ BUILTIN_DIR = Path(__file__).resolve().parent / "weights"
 
 
 def builtin_path(name: str) -> Path:
-    """Folder of a shipped prior, e.g. builtin_path('shapes'); ValueError listing the choices if unknown."""
+    """Folder of a shipped prior, e.g. builtin_path('shapes'); UserError listing the choices if unknown."""
+    from fastdream.errors import UserError
     folder = BUILTIN_DIR / name
     if not (folder / "unet").is_dir():
         known = sorted(p.name for p in BUILTIN_DIR.iterdir() if (p / "unet").is_dir()) if BUILTIN_DIR.is_dir() else []
-        raise ValueError(f"unknown builtin prior {name!r}; shipped: {', '.join(known) or 'none'}")
+        raise UserError(f"unknown builtin prior {name!r}; shipped: {', '.join(known) or 'none'}")
     return folder
 
 
