@@ -60,6 +60,7 @@ class RenderConfig:
     width: int = 64
     height: int = 64
     batch_size: int = 1
+    backend: str = "fastdream"  # fastdream (our kernels) | torch (plain PyTorch) | nerfacc (peer, if installed)
     render_step_size: float = 0.01
     max_samples: int | None = None  # fixed-capacity sampling (no host sync); None: automatic on GPU
     stratified: bool = True
@@ -213,6 +214,8 @@ def _validate(cfg: Config) -> None:
     rng("render.width", r.width, 8, 1024, integer=True)
     rng("render.height", r.height, 8, 1024, integer=True)
     rng("render.batch_size", r.batch_size, 1, 64, integer=True)
+    if r.backend not in ("fastdream", "torch", "nerfacc"):
+        fail("render.backend", "one of fastdream, torch, nerfacc", r.backend)
     rng("render.render_step_size", r.render_step_size, 1e-4, 1.0)
     rng("render.max_samples", r.max_samples, 1, 1 << 30, integer=True, optional=True)
     rng("render.grid_resolution", r.grid_resolution, 8, 512, integer=True)
@@ -352,6 +355,18 @@ def save_yaml(cfg: Config, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+# The embedded shapes prior (builtin:shapes) is a 32x32 pixel model trained at a low guidance scale: render at its
+# resolution, guide at a scale it tolerates, and keep the field small so a CPU run takes minutes.
+BUILTIN_FAST = {
+    "train.iters": 600, "render.width": 32, "render.height": 32, "render.grid_resolution": 32,
+    "render.render_step_size": 0.03, "guidance.guidance_scale": 20.0, "shading.albedo_prob": 0.5,
+    "shading.lambertian_prob": 0.5, "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2,
+    "train.checkpoint_every": 200, "train.preview_every": 200, "train.eval_every": 200, "train.log_every": 10,
+    "field.options": {"log2_hashmap_size": 14, "n_levels": 8, "finest_resolution": 256, "hidden_dim": 32,
+                      "n_hidden_layers": 1},
+}
+
+
 def make_config(preset: str = "default", yaml_file: str | Path | None = None, overrides=None,
                 prompt: str | None = None, **flags) -> Config:
     """Resolve preset < YAML < flags (dot keys, None = unset) < overrides, then validate."""
@@ -360,8 +375,11 @@ def make_config(preset: str = "default", yaml_file: str | Path | None = None, ov
     cfg = Config()
     spec = flags.get("guidance.spec")
     apply_overrides(cfg, PRESETS[preset])
+    model = flags.get("guidance.model")
     if preset == "fast" and spec and spec.startswith("target:"):
         apply_overrides(cfg, ORACLE_FAST)
+    elif preset == "fast" and any(str(v).startswith("builtin:") for v in (spec, model) if v):
+        apply_overrides(cfg, BUILTIN_FAST)
     if yaml_file is not None:
         cfg = from_dict(load_yaml(yaml_file), cfg)
     apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})

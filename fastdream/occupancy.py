@@ -116,7 +116,9 @@ class OccupancyGrid(nn.Module):
             else:
                 rand = torch.randint(0, n_cells, (max(n_cells // 4, 1),), device=dev)
                 occ_idx = torch.nonzero(self.occupied[level].reshape(-1)).reshape(-1)
-                idx = torch.cat([rand, occ_idx])
+                # unique: a cell drawn twice would make the scattered write below order-dependent (and resume
+                # would then differ from an uninterrupted run)
+                idx = torch.unique(torch.cat([rand, occ_idx]))
             x = idx // (res * res)
             y = (idx // res) % res
             z = idx % res

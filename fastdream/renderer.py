@@ -13,7 +13,7 @@ from fastdream.ops._checks import check_same_device, check_tensor
 
 __all__ = ["render_rays", "render_image", "BACKENDS"]
 
-BACKENDS = ("fastdream", "torch")
+BACKENDS = ("fastdream", "torch", "nerfacc")
 
 
 def _pad(ray_indices, t_starts, t_ends, capacity: int):
@@ -41,6 +41,13 @@ def render_rays(field, grid, rays_o: torch.Tensor, rays_d: torch.Tensor, *, shad
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "nerfacc":  # the peer, for side-by-side comparisons on the user's own prompts
+        from fastdream.renderer_nerfacc import render_rays_nerfacc
+
+        return render_rays_nerfacc(field, grid, rays_o, rays_d, shading=shading, light_position=light_position,
+                                   ambient_ratio=ambient_ratio, background=background,
+                                   render_step_size=render_step_size, near_plane=near_plane, far_plane=far_plane,
+                                   stratified=stratified, return_samples=return_samples)
     if shading not in ops.SHADING_MODES:
         raise ValueError(f"shading must be one of {sorted(ops.SHADING_MODES)}, got {shading!r}")
     check_tensor("rays_o", rays_o, shape=(None, 3), dtype=torch.float32)

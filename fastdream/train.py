@@ -146,10 +146,10 @@ class Trainer:
         from fastdream.renderer import render_rays
 
         params = inspect.signature(render_rays).parameters
-        opts = {}
         r = self.cfg.render
+        opts = {"backend": r.backend}
         max_samples = r.max_samples
-        if max_samples is None and self.device.type == "cuda":
+        if max_samples is None and self.device.type == "cuda" and r.backend == "fastdream":
             # fixed capacity (no host sync); generous bound: 96 samples per ray on average
             max_samples = r.batch_size * r.width * r.height * 96
         if max_samples is not None and "max_samples" in params:
