@@ -217,18 +217,21 @@ class BatchRunner:
         self.on_event(f"{status} {job.run_dir.name} (exit {rc}); see {job.run_dir / RUN_LOG}")
         return JobResult(job.prompt, job.seed, str(job.run_dir), status, total, rc, gpu)
 
-    def _worker(self, gpu: str | None) -> None:
-        while not self._stop.is_set():
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                result = self._run_job(job, gpu)
-            except OSError as exc:  # the command could not start, or the run folder is not writable
-                self.on_event(f"failed {job.run_dir.name}: {exc}")
-                result = JobResult(job.prompt, job.seed, str(job.run_dir), "failed", gpu=gpu)
-            self._record(job, result)
+    def _worker(self, gpu: str | None, finished: threading.Event) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    result = self._run_job(job, gpu)
+                except OSError as exc:  # the command could not start, or the run folder is not writable
+                    self.on_event(f"failed {job.run_dir.name}: {exc}")
+                    result = JobResult(job.prompt, job.seed, str(job.run_dir), "failed", gpu=gpu)
+                self._record(job, result)
+        finally:
+            finished.set()
 
     # ---- stopping
     def _signal_children(self, sig: int) -> None:
@@ -241,7 +244,7 @@ class BatchRunner:
                 except ProcessLookupError:
                     pass
 
-    def _stop_children(self, threads: list[threading.Thread]) -> None:
+    def _stop_children(self, workers: list[threading.Event]) -> None:
         """Let running generate processes stop on their own (they got the terminal's SIGINT too), then insist."""
         self._stop.set()
         # (seconds to wait before, signal): SIGINT reaches them if only the batch was signalled
@@ -249,19 +252,19 @@ class BatchRunner:
         for wait_s, sig in plan:
             deadline = time.monotonic() + wait_s
             try:
-                while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-                    for t in threads:
-                        t.join(timeout=0.1)
+                while not all(w.is_set() for w in workers) and time.monotonic() < deadline:
+                    for w in workers:
+                        w.wait(timeout=0.1)
             except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
                 self.on_event("second interrupt: killing generate processes")
                 self._signal_children(signal.SIGKILL)
                 break
-            if not any(t.is_alive() for t in threads):
+            if all(w.is_set() for w in workers):
                 break
             self.on_event(f"sending {signal.Signals(sig).name} to running generate processes")
             self._signal_children(sig)
-        for t in threads:
-            t.join(timeout=5.0)
+        for w in workers:
+            w.wait(timeout=5.0)
 
     def run(self) -> list[JobResult]:
         """Run every unfinished job; return one result per job. Re-raises KeyboardInterrupt after a clean stop."""
@@ -280,8 +283,10 @@ class BatchRunner:
         self.on_event(f"{len(self.jobs)} runs: {len(self.jobs) - todo} finished earlier, {todo} to do, "
                       f"{len(self.gpus)} worker(s)")
         self.write_summary()
-        threads = [threading.Thread(target=self._worker, args=(g,), name=f"batch-gpu{g}", daemon=True)
-                   for g in self.gpus[:max(todo, 1)]]
+        # Completion is tracked with events: Thread.is_alive() can be wrong after a join() that Ctrl-C interrupted.
+        workers = [threading.Event() for _ in self.gpus[:max(todo, 1)]]
+        threads = [threading.Thread(target=self._worker, args=(g, w), name=f"batch-gpu{g}", daemon=True)
+                   for g, w in zip(self.gpus, workers)]
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.getsignal(signal.SIGTERM)
@@ -289,12 +294,12 @@ class BatchRunner:
         try:
             for t in threads:
                 t.start()
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(timeout=0.2)
+            while not all(w.is_set() for w in workers):
+                for w in workers:
+                    w.wait(timeout=0.2)
         except KeyboardInterrupt:
             self.on_event("interrupted: stopping workers")
-            self._stop_children(threads)
+            self._stop_children(workers)
             self.write_summary()
             raise
         finally:
