@@ -1,6 +1,8 @@
 """Fake renders and a fake CLIP with known answers, shared by the eval tests."""
 from __future__ import annotations
 
+import json
+import string
 from pathlib import Path
 
 import torch
@@ -57,3 +59,32 @@ SCENARIO = {
     "cube-s1": ("a red cube", 1, {"color": [0, 1], "textureless": [3, 3]}),
     "sphere-s1": ("a blue sphere", 1, {"color": [2, 1], "textureless": [3, 3]}),
 }
+
+
+def make_tiny_clip(root: Path) -> Path:
+    """Save a random CLIPModel (hidden 32, 1 layer, 32 px images) with a character-level CLIPTokenizer and an image
+    processor config under root/tiny-clip, offline; return that folder."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in string.ascii_lowercase + string.digits + string.punctuation:
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    (root / "tok").mkdir(parents=True)
+    (root / "tok" / "vocab.json").write_text(json.dumps(vocab))
+    (root / "tok" / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer.from_pretrained(str(root / "tok"))
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    model_dir = root / "tiny-clip"
+    CLIPModel(cfg).save_pretrained(str(model_dir))
+    tok.save_pretrained(str(model_dir))
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                       image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3]).save_pretrained(str(model_dir))
+    return model_dir

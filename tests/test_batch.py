@@ -190,3 +190,35 @@ def test_marker_of_another_prompt_is_refused(tmp_path):
     (job.run_dir / MARKER).write_text(json.dumps({"prompt": "something else", "seed": 0}))
     with pytest.raises(UserError, match="different prompt"):
         run_batch(["a cube"], tmp_path, [0], generate_cmd=[sys.executable, str(FAKE)], on_event=lambda m: None)
+
+
+@pytest.mark.slow
+def test_real_generate_two_oracle_prompts_then_eval(tmp_path):
+    """`fastdream batch` over the real `fastdream generate` (oracle guidance, CPU), rerun skips, then eval them."""
+    from eval_fakes import make_tiny_clip
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a white sphere\na sphere, seen from afar\n")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != GENERATE_CMD_ENV}
+    env["PYTHONPATH"] = str(REPO)
+    argv = [sys.executable, "-m", "fastdream", "batch", str(prompts), "--out", str(out), "--seeds", "0", "--",
+            "--guidance", "target:sphere", "--preset", "fast", "--device", "cpu", "--iters", "20", "--no-export"]
+    first = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    runs = sorted(p.parent for p in out.glob(f"*/{MARKER}"))
+    assert len(runs) == 2 and all((r / CHECKPOINT).is_file() for r in runs)
+    stamps = [(r / MARKER).stat().st_mtime_ns for r in runs]
+    again = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and [(r / MARKER).stat().st_mtime_ns for r in runs] == stamps
+    assert [r["status"] for r in json.loads((out / "summary.json").read_text())["runs"]] == ["skipped"] * 2
+
+    clip = make_tiny_clip(tmp_path / "clip")
+    report_path = tmp_path / "eval.json"
+    rc = cli.main(["eval", *map(str, runs), "--clip", str(clip), "--views", "2", "--size", "32", "--device", "cpu",
+                   "--json", str(report_path)])
+    assert rc == 0
+    report = json.loads(report_path.read_text())
+    assert sorted(r["prompt"] for r in report["runs"]) == sorted(["a white sphere", "a sphere, seen from afar"])
+    assert report["candidates"]["count"] == 2 and all(r["seed"] == 0 for r in report["runs"])
+    assert all(0.0 <= res["r_at_1_mean"] <= 1.0 for res in report["results"])

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import string
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from eval_fakes import make_tiny_clip
 from fastdream import cli
 from fastdream.errors import UserError
 from fastdream.eval import r_precision
@@ -20,32 +20,7 @@ PROMPTS = ["a red cube", "a blue sphere", "a green cone"]
 
 @pytest.fixture(scope="module")
 def tiny_clip_dir(tmp_path_factory) -> Path:
-    """A random CLIPModel (hidden 32, 1 layer, 32 px images) with a character-level CLIPTokenizer, saved offline."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
-
-    root = tmp_path_factory.mktemp("clip")
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in string.ascii_lowercase + string.digits + string.punctuation:
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    (root / "tok").mkdir()
-    (root / "tok" / "vocab.json").write_text(json.dumps(vocab))
-    (root / "tok" / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer.from_pretrained(str(root / "tok"))
-    torch.manual_seed(0)
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=0, eos_token_id=1,
-                         pad_token_id=1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=16)
-    model_dir = root / "tiny-clip"
-    CLIPModel(cfg).save_pretrained(str(model_dir))
-    tok.save_pretrained(str(model_dir))
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-                       image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3]).save_pretrained(str(model_dir))
-    return model_dir
+    return make_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 def test_embeddings_match_transformers_pipeline(tiny_clip_dir):

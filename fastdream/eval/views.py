@@ -102,7 +102,7 @@ def seed_from_run(config, run_dir: Path) -> int | None:
 
 def render_run(run_dir: str | Path, protocol: ViewProtocol, device: str | torch.device = "cpu") -> RenderedRun:
     """Render a run's protocol views with fastdream's renderer (see ViewProtocol)."""
-    from fastdream.cameras import get_rays, pose_spherical
+    from fastdream.cameras import CameraConfig, get_rays, pose_spherical
     from fastdream.checkpoint import load_run
     from fastdream.renderer import render_rays
 
@@ -110,10 +110,11 @@ def render_run(run_dir: str | Path, protocol: ViewProtocol, device: str | torch.
     run = load_run(run_dir, device=device)
     dev = torch.device(device)
     cfg = run.config
+    cam = CameraConfig()  # the training defaults, when the run's config does not say
     radius = protocol.radius if protocol.radius is not None else _middle(
-        config_value(cfg, "eval_radius", "radius", "radius_range", "camera_distance_range"), 2.5)
+        config_value(cfg, "eval_radius", "radius", "radius_range"), _middle(cam.radius_range, 0))
     fovy = protocol.fovy if protocol.fovy is not None else _middle(
-        config_value(cfg, "eval_fovy", "fovy_deg", "fovy", "fovy_range"), 40.0)
+        config_value(cfg, "eval_fovy", "fovy_deg", "fovy", "fovy_range"), _middle(cam.fovy_range, 0))
     field_, grid = run.field, run.grid
     field_.eval()
     field_.requires_grad_(False)  # normals may use autograd w.r.t. positions; parameters need no graph
