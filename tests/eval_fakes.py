@@ -64,7 +64,7 @@ SCENARIO = {
 def make_tiny_clip(root: Path) -> Path:
     """Save a random CLIPModel (hidden 32, 1 layer, 32 px images) with a character-level CLIPTokenizer and an image
     processor config under root/tiny-clip, offline; return that folder."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     for c in string.ascii_lowercase + string.digits + string.punctuation:
@@ -85,6 +85,10 @@ def make_tiny_clip(root: Path) -> Path:
     model_dir = root / "tiny-clip"
     CLIPModel(cfg).save_pretrained(str(model_dir))
     tok.save_pretrained(str(model_dir))
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-                       image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3]).save_pretrained(str(model_dir))
+    # what CLIPImageProcessor.save_pretrained writes (its classes are slow to import)
+    (model_dir / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": 32},
+        "do_center_crop": True, "crop_size": {"height": 32, "width": 32}, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.4, 0.3],
+        "image_std": [0.2, 0.25, 0.3], "resample": 3, "do_convert_rgb": True}))
     return model_dir

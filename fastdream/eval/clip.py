@@ -93,6 +93,28 @@ class ClipModel:
         return F.normalize(torch.cat(out), dim=1)
 
 
+def _image_normalisation(source: str, local_files_only: bool) -> tuple[tuple, tuple]:
+    """image_mean / image_std from preprocessor_config.json (read directly: the image-processor classes are slow
+    to import), else OpenAI CLIP's."""
+    import json
+
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(source, "preprocessor_config.json", local_files_only=local_files_only,
+                           _raise_exceptions_for_missing_entries=False)
+        if path:
+            cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+            mean = tuple(float(v) for v in cfg["image_mean"])
+            std = tuple(float(v) for v in cfg["image_std"])
+            if len(mean) == 3 and len(std) == 3 and all(v > 0 for v in std):
+                return mean, std
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    log.debug("no usable preprocessor_config.json for %s; using OpenAI CLIP mean/std", source)
+    return OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+
 def _features(out) -> torch.Tensor:
     # transformers < 5 returns the projected features; 5.x returns an output whose pooler_output holds them.
     return out if isinstance(out, torch.Tensor) else out.pooler_output
@@ -105,7 +127,7 @@ def load_clip(name_or_path: str, device: str | torch.device = "cpu",
     local_files_only: None = use only local files when the hub is offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE),
     otherwise try the cache first and then the network. Missing weights raise one UserError that says what to do.
     """
-    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+    from transformers import AutoTokenizer, CLIPModel
     from transformers.utils import logging as hf_logging
 
     name = str(name_or_path)
@@ -139,13 +161,7 @@ def load_clip(name_or_path: str, device: str | torch.device = "cpu",
             if attempts == [True] and not is_dir:
                 why += "; only local files were searched (offline)"
             raise _missing(name, why)
-        mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-        try:
-            proc = _from_pretrained(AutoImageProcessor, source, attempts[-1])
-            mean = tuple(float(v) for v in proc.image_mean)
-            std = tuple(float(v) for v in proc.image_std)
-        except (OSError, ValueError, AttributeError, TypeError):
-            log.debug("no image processor config for %s; using OpenAI CLIP mean/std", name)
+        mean, std = _image_normalisation(source, attempts[-1])
     finally:
         hf_logging.set_verbosity(verbosity)
 
