@@ -145,6 +145,9 @@ def load_clip(name_or_path: str, device: str | torch.device = "cpu",
     last_error = "not found"
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # keep transformers' own multi-line advice out of our one message
+    hub_logger = logging.getLogger("huggingface_hub")
+    hub_level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)  # and the hub's per-retry network warnings
     try:
         for local_only in attempts:
             try:
@@ -164,6 +167,7 @@ def load_clip(name_or_path: str, device: str | torch.device = "cpu",
         mean, std = _image_normalisation(source, attempts[-1])
     finally:
         hf_logging.set_verbosity(verbosity)
+        hub_logger.setLevel(hub_level)
 
     dev = torch.device(device)
     model = model.to(dev).eval()
