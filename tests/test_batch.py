@@ -222,3 +222,26 @@ def test_real_generate_two_oracle_prompts_then_eval(tmp_path):
     assert sorted(r["prompt"] for r in report["runs"]) == sorted(["a white sphere", "a sphere, seen from afar"])
     assert report["candidates"]["count"] == 2 and all(r["seed"] == 0 for r in report["runs"])
     assert all(0.0 <= res["r_at_1_mean"] <= 1.0 for res in report["results"])
+
+
+def test_prompt_files(tmp_path):
+    from fastdream.prompt_list import read_prompt_list
+
+    txt = tmp_path / "p.txt"
+    txt.write_text("# header\n a red  cube \n\na blue sphere\na red cube\n")
+    assert read_prompt_list(txt) == ["a red cube", "a blue sphere"]
+    js = tmp_path / "p.json"
+    js.write_text(json.dumps(["x", "y", "x"]))
+    assert read_prompt_list(js) == ["x", "y"]
+    js.write_text(json.dumps({"a": ["x"], "b": ["y", "z"]}))
+    assert read_prompt_list(js) == ["x", "y", "z"]
+    gallery = Path("/work/shared/data/dreamfusion_gallery_prompts.json")
+    if gallery.exists():  # the real gallery file: 415 distinct prompts
+        assert len(read_prompt_list(gallery)) == 415
+    for content, match in [("{", "not valid JSON"), ('{"a": "x"}', "list of prompts"), ("[1]", "must be a string"),
+                           ("[]", "holds no prompts"), ("3", "must hold a JSON list")]:
+        js.write_text(content)
+        with pytest.raises(UserError, match=match):
+            read_prompt_list(js)
+    with pytest.raises(UserError, match="does not exist"):
+        read_prompt_list(tmp_path / "nope.txt")
