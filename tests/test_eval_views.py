@@ -28,7 +28,8 @@ def analytic_run(monkeypatch):
 
     def load_run(run_dir, device="cpu"):
         return types.SimpleNamespace(field=FakeField(), grid="grid", background=None, step=10,
-                                     prompt="  a red  ball ", config={"camera": {"radius_range": [2.0, 3.0]},
+                                     prompt="  a red  ball ", config={"guidance": {"radius": 9.0},
+                                                                      "camera": {"radius_range": [2.0, 3.0]},
                                                                       "fovy_range": [30.0, 50.0]})
 
     def render_rays(field, grid, rays_o, rays_d, *, shading, light_position, background, render_step_size, **kw):

@@ -111,10 +111,11 @@ def render_run(run_dir: str | Path, protocol: ViewProtocol, device: str | torch.
     dev = torch.device(device)
     cfg = run.config
     cam = CameraConfig()  # the training defaults, when the run's config does not say
-    radius = protocol.radius if protocol.radius is not None else _middle(
-        config_value(cfg, "eval_radius", "radius", "radius_range"), _middle(cam.radius_range, 0))
+    run_cam = config_value(cfg, "camera", default=cfg)  # look in the camera section first: other sections may
+    radius = protocol.radius if protocol.radius is not None else _middle(  # hold unrelated "radius" fields
+        config_value(run_cam, "eval_radius", "radius", "radius_range"), _middle(cam.radius_range, 0))
     fovy = protocol.fovy if protocol.fovy is not None else _middle(
-        config_value(cfg, "eval_fovy", "fovy_deg", "fovy", "fovy_range"), _middle(cam.fovy_range, 0))
+        config_value(run_cam, "eval_fovy", "fovy_deg", "fovy", "fovy_range"), _middle(cam.fovy_range, 0))
     field_, grid = run.field, run.grid
     field_.eval()
     field_.requires_grad_(False)  # normals may use autograd w.r.t. positions; parameters need no graph
