@@ -118,7 +118,7 @@ def render_run(run_dir: str | Path, protocol: ViewProtocol, device: str | torch.
         config_value(run_cam, "eval_fovy", "fovy_deg", "fovy", "fovy_range"), _middle(cam.fovy_range, 0))
     field_, grid = run.field, run.grid
     field_.eval()
-    field_.requires_grad_(False)  # normals may use autograd w.r.t. positions; parameters need no graph
+    field_.requires_grad_(False)
     step = config_value(cfg, "render_step_size")
     if step is None:
         aabb = field_.aabb.detach().float().cpu()
@@ -138,8 +138,7 @@ def render_run(run_dir: str | Path, protocol: ViewProtocol, device: str | torch.
             light = c2w[v, :3, 3]  # a headlight: textureless shading is lit from the camera
             colors = []
             for i in range(0, o.shape[0], protocol.chunk):
-                # textureless shading may differentiate density w.r.t. positions, so grad mode stays on there
-                with torch.set_grad_enabled(mode == "textureless"):
+                with torch.no_grad():  # the field's normals are finite differences: no autograd needed
                     out = render_rays(field_, grid, o[i:i + protocol.chunk], d[i:i + protocol.chunk],
                                       shading=_SHADING[mode], light_position=light, background=white,
                                       render_step_size=step)
