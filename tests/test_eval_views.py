@@ -13,6 +13,15 @@ from fastdream.eval.views import ViewProtocol, render_run
 RED, BLUE = procedural.COLORS["red"], procedural.COLORS["blue"]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small renders: intra-op threads only add barrier waits on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def analytic_run(monkeypatch):
     """`load_run` returns a stand-in run; `render_rays` sphere-traces a red sphere with a blue one on +x."""
@@ -80,3 +89,33 @@ def test_protocol_overrides_radius_and_modes(analytic_run, tmp_path):
     run = render_run(tmp_path / "x", ViewProtocol(views=2, size=16, radius=4.0, fovy=20.0, modes=("color",)))
     assert set(run.images) == {"color"} and run.seed is None
     assert {round(float(c["origin"].norm()), 5) for c in analytic_run} == {4.0}
+
+
+def test_protocol_views_with_the_real_field_and_renderer(monkeypatch, tmp_path):
+    """render_run over fastdream's Field, OccupancyGrid and render_rays (only the run loading is stood in for):
+    a red ball of density on white, shaded grey when textureless."""
+    from fastdream import Field, OccupancyGrid
+
+    field = Field(n_levels=2, log2_hashmap_size=8, base_resolution=4, finest_resolution=16, hidden_dim=8,
+                  n_hidden_layers=1, blob_density=20.0, blob_radius=0.5)
+    with torch.no_grad():  # density = the blob only (a ball of radius ~0.6), albedo = constant red
+        last = field.mlp[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([-10.0, 3.0, -3.0, -3.0]))
+    grid = OccupancyGrid(field.aabb, resolution=16)
+    config = {"render": {"render_step_size": 0.02}, "train": {"seed": 5}}
+    monkeypatch.setitem(sys.modules, "fastdream.checkpoint", types.SimpleNamespace(
+        load_run=lambda run_dir, device="cpu": types.SimpleNamespace(field=field, grid=grid, config=config,
+                                                                     prompt="a red ball", step=1, background=None)))
+    run = render_run(tmp_path / "ball", ViewProtocol(views=2, elevation=30.0, size=16, radius=4.0, fovy=40.0))
+    assert run.seed == 5 and run.prompt == "a red ball"
+    color, tl = run.images["color"], run.images["textureless"]
+    assert color.shape == tl.shape == (2, 16, 16, 3)
+    assert bool(torch.isfinite(color).all()) and bool(torch.isfinite(tl).all())
+    torch.testing.assert_close(color[:, 0, 0], torch.ones(2, 3), atol=1e-3, rtol=0)  # background
+    red = torch.sigmoid(torch.tensor([3.0, -3.0, -3.0]))
+    torch.testing.assert_close(color[:, 7:9, 7:9].mean(dim=(1, 2)), red.expand(2, 3), atol=2e-2, rtol=0)
+    torch.testing.assert_close(tl[..., 0], tl[..., 1])
+    torch.testing.assert_close(tl[..., 1], tl[..., 2])
+    # lit from the camera: the centre faces the light, the rim does not
+    assert float(tl[:, 7:9, 7:9].mean()) > 0.8 and float(tl.min()) < 0.6
