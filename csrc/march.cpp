@@ -1,8 +1,122 @@
-// Placeholder: the torch-facing glue for march lands here (checks, allocation, dispatch, register_march).
-#include <torch/extension.h>
+// Torch-facing occupancy-grid marcher: checks, allocation, dispatch, register_march.
+#include "march.h"
+
+#include <cmath>
+
+#include "fastdream/torch_checks.h"
 
 namespace fastdream {
 
-void register_march(pybind11::module& m) { (void)m; }
+// Returns (ray_indices [N] int64, t_starts [N], t_ends [N], counts [R] int64). capacity < 0: exact mode, N = the
+// number of samples (one host sync to read it). capacity >= 0: N = capacity, no host sync; slots past the samples
+// are padding (ray index -1, t_start = t_end = 0), and samples past the capacity are dropped (nearest kept).
+std::vector<at::Tensor> march(const at::Tensor& rays_o, const at::Tensor& rays_d,
+                              const c10::optional<at::Tensor>& jitter, const at::Tensor& bits,
+                              const std::vector<double>& aabb, int64_t levels, int64_t res, double near_plane,
+                              double far_plane, double step, double cone_angle, int64_t capacity) {
+  FD_CHECK_DIM(rays_o, 2);
+  FD_CHECK_SIZE(rays_o, 1, 3);
+  TORCH_CHECK(rays_d.sizes() == rays_o.sizes(), "rays_d must have the shape of rays_o ", rays_o.sizes(), ", got ",
+              rays_d.sizes());
+  FD_CHECK_DTYPE(rays_o, at::kFloat);
+  FD_CHECK_DTYPE(rays_d, at::kFloat);
+  FD_CHECK_DTYPE(bits, at::kByte);
+  FD_CHECK_SAME_DEVICE(rays_o, rays_d);
+  FD_CHECK_SAME_DEVICE(rays_o, bits);
+  FD_CHECK_CONTIGUOUS(rays_o);
+  FD_CHECK_CONTIGUOUS(rays_d);
+  FD_CHECK_CONTIGUOUS(bits);
+  TORCH_CHECK(levels >= 1 && levels <= 16, "levels must be in [1, 16], got ", levels);
+  TORCH_CHECK(res >= 1 && res <= 1024, "resolution must be in [1, 1024], got ", res);
+  TORCH_CHECK(aabb.size() == 6, "aabb must have 6 values, got ", aabb.size());
+  for (int a = 0; a < 3; ++a) {
+    TORCH_CHECK(std::isfinite(aabb[a]) && std::isfinite(aabb[a + 3]) && aabb[a] < aabb[a + 3],
+                "aabb must be finite with min < max on every axis, got axis ", a, ": [", aabb[a], ", ",
+                aabb[a + 3], "]");
+  }
+  TORCH_CHECK(std::isfinite(step) && step > 0, "render_step_size must be finite and > 0, got ", step);
+  TORCH_CHECK(std::isfinite(cone_angle) && cone_angle >= 0, "cone_angle must be finite and >= 0, got ", cone_angle);
+  TORCH_CHECK(!std::isnan(near_plane) && !std::isnan(far_plane), "near_plane and far_plane must not be NaN");
+  int64_t p2 = 2;
+  while (p2 < res) p2 *= 2;
+  const int64_t level_bits = p2 * p2 * p2;
+  TORCH_CHECK(bits.numel() == levels * level_bits / 8, "bits must hold levels * P^3 / 8 = ", levels * level_bits / 8,
+              " bytes (P = resolution rounded up to a power of two), got ", bits.numel());
+  if (jitter.has_value()) {
+    FD_CHECK_DTYPE((*jitter), at::kFloat);
+    FD_CHECK_SAME_DEVICE(rays_o, (*jitter));
+    FD_CHECK_CONTIGUOUS((*jitter));
+    TORCH_CHECK(jitter->dim() == 1 && jitter->size(0) == rays_o.size(0), "jitter must have shape [", rays_o.size(0),
+                "], got ", jitter->sizes());
+  }
+
+  MarchParams p;
+  for (int a = 0; a < 3; ++a) {
+    const float lo = static_cast<float>(aabb[a]), hi = static_cast<float>(aabb[a + 3]);
+    p.center[a] = (lo + hi) * 0.5f;
+    p.half[a] = (hi - lo) * 0.5f;
+    const float ext = p.half[a] * static_cast<float>(1 << (levels - 1));
+    p.outer[a] = p.center[a] - ext;
+    p.outer[a + 3] = p.center[a] + ext;
+  }
+  p.levels = static_cast<int>(levels);
+  p.res = static_cast<int>(res);
+  p.level_bits = level_bits;
+  p.near_plane = static_cast<float>(near_plane);
+  p.far_plane = static_cast<float>(far_plane);
+  p.step = static_cast<float>(step);
+  p.cone_angle = static_cast<float>(cone_angle);
+
+  const int64_t n = rays_o.size(0);
+  const auto opts = rays_o.options();
+  const float* jit = jitter.has_value() ? jitter->data_ptr<float>() : nullptr;
+  auto counts = at::empty({n}, opts.dtype(at::kLong));
+  const bool cuda = rays_o.is_cuda();
+#ifdef FASTDREAM_WITH_CUDA
+  c10::cuda::OptionalCUDAGuard guard;
+  if (cuda) guard.set_device(rays_o.device());
+#endif
+  if (cuda) {
+#ifdef FASTDREAM_WITH_CUDA
+    check_launch(march_count_cuda(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), jit, n, p,
+                                  bits.data_ptr<uint8_t>(), counts.data_ptr<int64_t>(), current_stream_ptr()),
+                 "march_count");
+#else
+    no_cuda_kernels("march");
+#endif
+  } else {
+    march_count_cpu(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), jit, n, p, bits.data_ptr<uint8_t>(),
+                    counts.data_ptr<int64_t>());
+  }
+  auto inclusive = at::cumsum(counts, 0);
+  auto offsets = inclusive - counts;
+  if (capacity < 0) capacity = n > 0 ? inclusive[n - 1].item<int64_t>() : 0;
+  p.capacity = capacity;
+  auto ray_out = at::full({capacity}, -1, opts.dtype(at::kLong));
+  auto ts = at::zeros({capacity}, opts);
+  auto te = at::zeros({capacity}, opts);
+  if (cuda) {
+#ifdef FASTDREAM_WITH_CUDA
+    check_launch(march_fill_cuda(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), jit, n, p,
+                                 bits.data_ptr<uint8_t>(), offsets.data_ptr<int64_t>(), ray_out.data_ptr<int64_t>(),
+                                 ts.data_ptr<float>(), te.data_ptr<float>(), current_stream_ptr()),
+                 "march_fill");
+#endif
+  } else {
+    march_fill_cpu(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), jit, n, p, bits.data_ptr<uint8_t>(),
+                   offsets.data_ptr<int64_t>(), ray_out.data_ptr<int64_t>(), ts.data_ptr<float>(),
+                   te.data_ptr<float>());
+  }
+  return {ray_out, ts, te, counts};
+}
+
+void register_march(pybind11::module& m) {
+  m.def("march", &march,
+        "Occupancy-grid ray marching: (ray_indices [N] int64, t_starts [N], t_ends [N], counts [R] int64); "
+        "capacity < 0 gives exact N, otherwise N = capacity with padding ray index -1",
+        pybind11::arg("rays_o"), pybind11::arg("rays_d"), pybind11::arg("jitter"), pybind11::arg("bits"),
+        pybind11::arg("aabb"), pybind11::arg("levels"), pybind11::arg("resolution"), pybind11::arg("near_plane"),
+        pybind11::arg("far_plane"), pybind11::arg("step"), pybind11::arg("cone_angle"), pybind11::arg("capacity"));
+}
 
 }  // namespace fastdream

@@ -1,4 +1,6 @@
-// Placeholder: the torch-facing glue for occupancy lands here (checks, allocation, dispatch, register_occupancy).
+// The occupancy grid lives in fastdream/occupancy.py: its update and its Morton-order bit packing are a few
+// whole-tensor torch ops run every n steps, so they need no kernels of their own. The marcher that reads the
+// packed bits is the `march` op (march.cpp); the bit layout is documented in include/fastdream/march.h.
 #include <torch/extension.h>
 
 namespace fastdream {
