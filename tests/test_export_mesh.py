@@ -175,3 +175,23 @@ def test_non_finite_density_is_tolerated():
 
     mesh = extract_mesh(bad, AABB, resolution=48, min_component_ratio=0.5)
     assert np.all(np.isfinite(mesh.vertices))
+
+
+def test_occupancy_skips_empty_space_without_changing_the_grid():
+    calls = []
+    dens = density_of(sphere_sdf)
+
+    def counting(x):
+        calls.append(x.shape[0])
+        return dens(x)
+
+    full = evaluate_grid(dens, AABB, 40)
+    # occupancy at 16^3 as an OccupancyGrid would mark it: inside, plus a margin wider than the density tail
+    c = (torch.arange(16) + 0.5) / 16 * 2 - 1
+    centres = torch.stack(torch.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3)
+    occupied = (sphere_sdf(centres) < 0.15).reshape(16, 16, 16)
+    sparse = evaluate_grid(counting, AABB, 40, occupied=occupied)
+    assert sum(calls) < 0.6 * 40 ** 3
+    np.testing.assert_allclose(sparse, full, atol=1e-3)
+    with pytest.raises(ValueError, match="occupied"):
+        evaluate_grid(dens, AABB, 8, occupied=torch.ones(4, 4, 5, dtype=torch.bool))

@@ -51,8 +51,15 @@ def _infer_device(fn) -> torch.device:
 
 @torch.no_grad()
 def evaluate_grid(density_fn: DensityFn, aabb, resolution: int, *, chunk: int = 1 << 18,
-                  device: torch.device | str | None = None, progress: bool = False) -> np.ndarray:
-    """Density at the resolution^3 lattice spanning aabb (corners included): [N, N, N] float32, index order x, y, z."""
+                  device: torch.device | str | None = None, progress: bool = False,
+                  occupied: torch.Tensor | None = None) -> np.ndarray:
+    """Density at the resolution^3 lattice spanning aabb (corners included): [N, N, N] float32, index order x, y, z.
+
+    occupied: optional bool [r, r, r] occupancy over the same aabb (an OccupancyGrid's level 0, index order x, y,
+    z). Points away from occupied cells (dilated by one cell) are not evaluated and get density 0: the renderer
+    skips those cells too, so the mesh still matches the render, and a field that fills a fraction of its box
+    costs that fraction.
+    """
     if int(resolution) != resolution or resolution < 2:
         raise ValueError(f"resolution must be an integer >= 2, got {resolution}")
     resolution = int(resolution)
@@ -60,7 +67,15 @@ def evaluate_grid(density_fn: DensityFn, aabb, resolution: int, *, chunk: int = 
     device = torch.device(device) if device is not None else _infer_device(density_fn)
     axes = [torch.linspace(a[i], a[i + 3], resolution, dtype=torch.float32, device=device) for i in range(3)]
     yz = torch.stack(torch.meshgrid(axes[1], axes[2], indexing="ij"), -1).reshape(-1, 2)  # [N*N, 2]
-    out = np.empty((resolution, resolution * resolution), dtype=np.float32)
+    out = np.zeros((resolution, resolution * resolution), dtype=np.float32)
+    occ = None
+    if occupied is not None:
+        occ = torch.as_tensor(occupied).to(device)
+        if occ.dim() != 3 or occ.dtype != torch.bool or len(set(occ.shape)) != 1:
+            raise ValueError(f"occupied must be a bool [r, r, r] grid, got {list(occ.shape)} {occ.dtype}")
+        occ = torch.nn.functional.max_pool3d(occ[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+        lo = torch.tensor(a[:3], dtype=torch.float32, device=device)
+        ext = torch.tensor(a[3:] - a[:3], dtype=torch.float32, device=device)
     slabs = max(1, chunk // yz.shape[0])
     from tqdm.auto import tqdm
 
@@ -68,13 +83,26 @@ def evaluate_grid(density_fn: DensityFn, aabb, resolution: int, *, chunk: int = 
     for i0 in range(0, resolution, slabs):
         xs = axes[0][i0:i0 + slabs]
         pts = torch.cat([xs.repeat_interleave(yz.shape[0])[:, None], yz.repeat(xs.shape[0], 1)], 1)
+        keep = None
+        if occ is not None:
+            idx = ((pts - lo) / ext * occ.shape[0]).floor().long().clamp_(0, occ.shape[0] - 1)
+            keep = occ[idx[:, 0], idx[:, 1], idx[:, 2]]
+            pts = pts[keep]
+            if pts.shape[0] == 0:
+                bar.update(xs.shape[0])
+                continue
         sigma = density_fn(pts)
         if not isinstance(sigma, torch.Tensor):
             sigma = torch.as_tensor(np.asarray(sigma))
         sigma = sigma.reshape(-1)
         if sigma.shape[0] != pts.shape[0]:
             raise ValueError(f"density_fn must return one value per point: got {sigma.shape[0]} for {pts.shape[0]}")
-        out[i0:i0 + xs.shape[0]] = sigma.float().reshape(xs.shape[0], -1).cpu().numpy()
+        if keep is None:
+            out[i0:i0 + xs.shape[0]] = sigma.float().reshape(xs.shape[0], -1).cpu().numpy()
+        else:
+            block = torch.zeros(keep.shape[0], device=sigma.device)
+            block[keep.to(sigma.device)] = sigma.float()
+            out[i0:i0 + xs.shape[0]] = block.reshape(xs.shape[0], -1).cpu().numpy()
         bar.update(xs.shape[0])
     bar.close()
     grid = out.reshape(resolution, resolution, resolution)
@@ -219,12 +247,13 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[n
 def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: float | str | None = None, *,
                  max_faces: int | None = None, min_component_ratio: float = 0.02,
                  device: torch.device | str | None = None, chunk: int = 1 << 18, progress: bool = False,
-                 grid: np.ndarray | None = None) -> Mesh:
+                 grid: np.ndarray | None = None, occupied: torch.Tensor | None = None) -> Mesh:
     """Triangle mesh of a density field's surface, in world units (z-up), outward-facing, cleaned.
 
     density_fn: x [N, 3] float32 -> sigma [N] (per world unit), evaluated on a resolution^3 lattice spanning aabb
-    ([6]: min xyz, max xyz), chunked, on the field's device (or CUDA when available). The grid is padded with zero
-    density, so a shape touching the box is still closed there.
+    ([6]: min xyz, max xyz), chunked, on the field's device (or CUDA when available), only near `occupied` cells
+    when given (see evaluate_grid). The grid is padded with zero density, so a shape touching the box is still
+    closed there.
 
     threshold=None (or "silhouette") picks the level whose mesh silhouettes match the rendered opacity-0.5 masks
     (see `silhouette_threshold`); "depth" picks the median density where rays reach opacity 0.5 (matches rendered
@@ -247,7 +276,8 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
     """
     a = _aabb_array(aabb)
     if grid is None:
-        grid = evaluate_grid(density_fn, a, resolution, chunk=chunk, device=device, progress=progress)
+        grid = evaluate_grid(density_fn, a, resolution, chunk=chunk, device=device, progress=progress,
+                             occupied=occupied)
     resolution = grid.shape[0]
     spacing = (a[3:] - a[:3]) / (resolution - 1)
     if threshold is None or threshold == "silhouette":

@@ -75,8 +75,15 @@ def export_run(run, out_dir: str | Path | None = None, *, formats: str | Sequenc
     def albedo(x: torch.Tensor) -> torch.Tensor:
         return field(x)[1]
 
-    return export_asset(field.density, albedo, _aabb(field), out_dir, formats=formats, resolution=resolution,
-                        texture_size=texture_size, max_faces=max_faces, threshold=threshold, progress=progress)
+    aabb = _aabb(field)
+    occupied = None
+    grid = getattr(run, "grid", None)
+    grid_aabb = getattr(grid, "aabb", None)
+    if isinstance(grid_aabb, torch.Tensor) and torch.allclose(grid_aabb.detach().float().cpu(), aabb):
+        occupied = grid.occupied[0]  # level 0 covers exactly the field's box; the renderer skips the rest
+    return export_asset(field.density, albedo, aabb, out_dir, formats=formats, resolution=resolution,
+                        texture_size=texture_size, max_faces=max_faces, threshold=threshold, progress=progress,
+                        occupied=occupied)
 
 
 def turntable_camera(run, radius: float | None = None, fovy_deg: float | None = None) -> tuple[float, float]:
