@@ -118,11 +118,20 @@ def _background(run, rays_d: torch.Tensor, shading: str) -> torch.Tensor:
     return torch.ones(3, device=rays_d.device)  # white, the usual turntable backdrop
 
 
+def _render_backend(backend: str) -> str:
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    # compiled kernels when fastdream._C is built; otherwise the PyTorch twins, rather than a JIT build mid-render
+    return "fastdream" if importlib.util.find_spec("fastdream._C") is not None else "torch"
+
+
 @torch.no_grad()
 def render_view(run, azimuth_deg: float, *, size: int = 512, elevation_deg: float = 15.0,
                 radius: float | None = None, fovy_deg: float | None = None, shading: str = "albedo",
                 render_step_size: float | None = None, chunk: int = 1 << 16,
-                device: torch.device | str | None = None) -> np.ndarray:
+                device: torch.device | str | None = None, backend: str = "auto") -> np.ndarray:
     """One [size, size, 3] float image of the run from (elevation, azimuth), headlight for lambertian shading."""
     from fastdream import cameras
     from fastdream.renderer import render_rays
@@ -137,6 +146,7 @@ def render_view(run, azimuth_deg: float, *, size: int = 512, elevation_deg: floa
     if render_step_size is None:
         aabb = _aabb(field)
         render_step_size = float((aabb[3:] - aabb[:3]).norm()) / 1024.0
+    backend = _render_backend(backend)
     c2w = cameras.pose_spherical(radius, elevation_deg, azimuth_deg)
     rays_o, rays_d = cameras.get_rays(c2w, fovy_deg, size, size)
     rays_o = rays_o.reshape(-1, 3).to(dev)
@@ -146,14 +156,15 @@ def render_view(run, azimuth_deg: float, *, size: int = 512, elevation_deg: floa
     for i in range(0, rays_o.shape[0], chunk):
         o, d = rays_o[i:i + chunk], rays_d[i:i + chunk]
         res = render_rays(field, run.grid, o, d, shading=shading, light_position=light,
-                          background=_background(run, d, shading), render_step_size=float(render_step_size))
+                          background=_background(run, d, shading), render_step_size=float(render_step_size),
+                          backend=backend)
         out[i:i + chunk] = res["color"].float()
     return out.reshape(size, size, 3).clamp(0.0, 1.0).cpu().numpy()
 
 
 def render_run(run, path: str | Path | None = None, *, frames: int = 120, size: int = 512, fps: int = 30,
                elevation_deg: float = 15.0, shading: str = "albedo", radius: float | None = None,
-               fovy_deg: float | None = None, progress: bool = True) -> Path:
+               fovy_deg: float | None = None, progress: bool = True, backend: str = "auto") -> Path:
     """Turntable video of a run (default `<run_dir>/video/turntable.mp4`; GIF if MP4 encoding is unavailable)."""
     if shading not in SHADINGS:
         raise ValueError(f"shading must be one of {', '.join(SHADINGS)}, got {shading!r}")
@@ -164,6 +175,6 @@ def render_run(run, path: str | Path | None = None, *, frames: int = 120, size: 
 
     def view(azimuth: float) -> np.ndarray:
         return render_view(run, azimuth, size=int(size), elevation_deg=elevation_deg, radius=radius,
-                           fovy_deg=fovy_deg, shading=shading)
+                           fovy_deg=fovy_deg, shading=shading, backend=backend)
 
     return render_turntable(view, path, frames=frames, fps=fps, progress=progress)
