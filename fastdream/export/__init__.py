@@ -12,8 +12,8 @@ from fastdream.export.uv import Unwrapped, unwrap
 from fastdream.export.writers import atomic_write, world_to_yup, write_glb, write_obj, yup_to_world
 
 __all__ = [
-    "ExportResult", "Mesh", "NoSurfaceError", "Unwrapped", "atomic_write", "bake_texture", "evaluate_grid",
-    "export_asset", "extract_mesh", "fill_gutters", "parse_formats", "rasterize_uv", "silhouette_threshold", "depth_threshold",
-    "render_turntable", "turntable_azimuths", "unwrap", "vertex_normals", "world_to_yup", "write_glb", "write_obj",
-    "write_video", "yup_to_world",
+    "ExportResult", "Mesh", "NoSurfaceError", "Unwrapped", "atomic_write", "bake_texture", "depth_threshold",
+    "evaluate_grid", "export_asset", "extract_mesh", "fill_gutters", "parse_formats", "rasterize_uv",
+    "render_turntable", "silhouette_threshold", "turntable_azimuths", "unwrap", "vertex_normals", "world_to_yup",
+    "write_glb", "write_obj", "write_video", "yup_to_world",
 ]

@@ -82,7 +82,8 @@ def export_asset(density_fn: Callable[[torch.Tensor], torch.Tensor],
     """Extract, clean, unwrap, bake and write a field as `<out_dir>/<name>.obj|.mtl|_albedo.png` and `<name>.glb`.
 
     density_fn / albedo_fn: x [N, 3] world -> sigma [N] / rgb [N, 3] in [0, 1]; aabb [6] world units. threshold=None
-    matches rendered opacity (see extract_mesh); occupied (bool [r, r, r] over aabb) skips empty space. Files are y-up (see fastdream.export.writers), world units.
+    matches rendered opacity (see extract_mesh); occupied (bool [r, r, r] over aabb) skips empty space.
+    Files are y-up (see fastdream.export.writers), world units.
     All-or-nothing: everything is written into a hidden temporary folder inside out_dir and renamed into place only
     when every stage succeeded; on any error nothing new is left behind (a folder we created is removed again).
     Raises NoSurfaceError (a UserError) for a field without surface, UserError for an unwritable out_dir.

@@ -6,8 +6,6 @@ Run folder layout (DESIGN.md): `<run>/mesh/model.obj|.mtl|_albedo.png`, `<run>/m
 from __future__ import annotations
 
 import dataclasses
-import logging
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,8 +14,6 @@ import torch
 
 from fastdream.export.asset import FORMATS, ExportResult, export_asset
 from fastdream.export.turntable import render_turntable
-
-log = logging.getLogger(__name__)
 
 SHADINGS = ("albedo", "lambertian", "textureless")
 
@@ -87,20 +83,16 @@ def export_run(run, out_dir: str | Path | None = None, *, formats: str | Sequenc
 
 
 def turntable_camera(run, radius: float | None = None, fovy_deg: float | None = None) -> tuple[float, float]:
-    """Camera distance and vertical field of view for a run: from its camera config (its far end and mean fov),
-    else framing the aabb: the box's bounding sphere fills about 80% of the frame height."""
-    cfg = run.config
+    """Camera distance and vertical field of view for a run's turntable: the farthest training camera and the mean
+    training fov from the run's config (`radius_range`, `fovy_range`), else fastdream.cameras.CameraConfig's
+    defaults, so the object is framed as training saw it."""
+    from fastdream.cameras import CameraConfig
+
+    defaults = CameraConfig()
     if fovy_deg is None:
-        fr = config_value(cfg, "fovy_range")
-        fovy_deg = float(np.mean(fr)) if fr is not None else 45.0
+        fovy_deg = float(np.mean(config_value(run.config, "fovy_range", defaults.fovy_range)))
     if radius is None:
-        rr = config_value(cfg, "radius_range")
-        if rr is not None:
-            radius = float(max(rr))
-        else:
-            aabb = _aabb(run.field)
-            half_diag = 0.5 * float((aabb[3:] - aabb[:3]).norm())
-            radius = half_diag / math.sin(math.radians(0.8 * fovy_deg / 2.0))
+        radius = float(max(config_value(run.config, "radius_range", defaults.radius_range)))
     return float(radius), float(fovy_deg)
 
 
