@@ -61,7 +61,7 @@ def test_empty_field_is_a_clear_error_and_leaves_no_files(tmp_path):
     with pytest.raises(NoSurfaceError, match="no surface"):
         export_asset(lambda x: torch.zeros(x.shape[0]), position_albedo, AABB, out, resolution=16,
                      progress=False)
-    assert not out.exists()
+    assert not (tmp_path / "new").exists()  # the folders it created are gone again
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "keep.txt").write_text("mine")

@@ -60,10 +60,14 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _prepare_out_dir(out_dir: Path) -> tuple[Path, bool]:
-    created = not out_dir.exists()
+def _prepare_out_dir(out_dir: Path) -> tuple[Path, Path | None]:
+    """Create out_dir and a hidden temp folder in it; returns (temp, topmost folder we created or None)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"output folder {out_dir} exists and is not a folder; choose another path")
+    created = None
+    probe = out_dir.absolute()
+    while not probe.exists() and probe != probe.parent:
+        created, probe = probe, probe.parent
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
@@ -71,6 +75,21 @@ def _prepare_out_dir(out_dir: Path) -> tuple[Path, bool]:
         raise UserError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}; "
                         "choose a writable folder") from exc
     return tmp, created
+
+
+def _remove_created(out_dir: Path, created: Path | None) -> None:
+    """Remove the folders export_asset created (out_dir up to `created`) where they are empty."""
+    if created is None:
+        return
+    folder = out_dir.absolute()
+    while True:
+        try:
+            folder.rmdir()  # only succeeds when empty
+        except OSError:
+            return
+        if folder == created:
+            return
+        folder = folder.parent
 
 
 def export_asset(density_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -131,8 +150,7 @@ def export_asset(density_fn: Callable[[torch.Tensor], torch.Tensor],
         seconds["write"] = time.perf_counter() - t
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
+        _remove_created(out_dir, created)
         raise
     shutil.rmtree(tmp, ignore_errors=True)
     seconds["total"] = sum(seconds.values())
