@@ -47,7 +47,9 @@ def run_dir(tmp_path, monkeypatch):
         if not (Path(path) / "marker").exists():
             raise UserError(f"{path} is not a fastdream run folder")
         return types.SimpleNamespace(field=SphereField(), grid=OccupancyGrid(AABB, resolution=16),
-                                     background=torch.ones(3), config={"camera": {"fovy_range": (40.0, 40.0)}},
+                                     background=torch.ones(3),
+                                     config={"camera": {"fovy_range": (40.0, 40.0)},
+                                             "render": {"render_step_size": 0.02}},
                                      step=0, prompt="a sphere")
 
     fake = types.ModuleType("fastdream.checkpoint")
@@ -95,3 +97,13 @@ def test_missing_run_and_bad_options_are_user_errors(run_dir, tmp_path, capsys):
         main(["render", str(run_dir), "--shading", "toon"])
     with pytest.raises(SystemExit):
         main(["export", str(run_dir), "--resolution", "0"])
+
+
+def test_config_values_are_found_in_nested_dataclasses_and_dicts():
+    from fastdream.cameras import CameraConfig
+    from fastdream.export.runs import config_value
+
+    cfg = types.SimpleNamespace(camera=CameraConfig(radius_range=(1.0, 3.0)), render={"render_step_size": 0.05})
+    assert config_value(cfg, "radius_range") == (1.0, 3.0)
+    assert config_value(cfg, "render_step_size") == 0.05
+    assert config_value(cfg, "missing", 7) == 7
