@@ -195,3 +195,14 @@ def test_occupancy_skips_empty_space_without_changing_the_grid():
     np.testing.assert_allclose(sparse, full, atol=1e-3)
     with pytest.raises(ValueError, match="occupied"):
         evaluate_grid(dens, AABB, 8, occupied=torch.ones(4, 4, 5, dtype=torch.bool))
+
+
+@pytest.mark.cuda
+def test_grid_on_the_gpu_matches_the_cpu(cuda_device):
+    dens = density_of(sphere_sdf)
+    cpu = evaluate_grid(dens, AABB, 64, device="cpu")
+    gpu = evaluate_grid(dens, AABB, 64, device=cuda_device)
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-3)
+    a = extract_mesh(None, AABB, grid=cpu)
+    b = extract_mesh(dens, AABB, resolution=64, device=cuda_device)
+    assert abs(len(a.faces) - len(b.faces)) <= 0.01 * len(a.faces)
