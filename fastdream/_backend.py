@@ -5,6 +5,7 @@ is active for `fastdream info`.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import os
@@ -42,7 +43,9 @@ def _jit_build() -> ModuleType:
         cpp_extension.CUDA_HOME = _buildcfg.find_cuda_home()
     sources = [str(_buildcfg.REPO_ROOT / s) for s in cpp + (cu if with_cuda else [])]
     flags = _buildcfg.compile_args(with_cuda)
-    name = "fastdream_C_cuda" if with_cuda else "fastdream_C_cpu"
+    # One cache folder per checkout: two checkouts with different sources must not overwrite each other's build.
+    tag = hashlib.sha1(str(_buildcfg.REPO_ROOT).encode()).hexdigest()[:8]
+    name = f"fastdream_C_{'cuda' if with_cuda else 'cpu'}_{tag}"
     print(f"fastdream: compiled extension not found; JIT-building {name} ({why}) into the torch extensions "
           "cache, this takes a few minutes once...", file=sys.stderr, flush=True)
     start = time.perf_counter()

@@ -52,6 +52,9 @@ class Field(nn.Module):
     central differences. The step also low-pass filters the finest hash levels, which keeps normals smooth.
     """
 
+    # |grad of the pre-activation density| (per world unit) below which a normal is reported as zero.
+    NORMAL_MIN_GRAD = 1e-3
+
     def __init__(self, aabb: Sequence[float] | torch.Tensor = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0), *,
                  n_levels: int = 16, n_features_per_level: int = 2, log2_hashmap_size: int = 19,
                  base_resolution: int = 16, finest_resolution: int = 2048, per_level_scale: float | None = None,
@@ -97,8 +100,12 @@ class Field(nn.Module):
             self.mlp = nn.Sequential(*layers)
 
     # -- the shared evaluation -------------------------------------------------------------------------
-    def _evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sigma [M], albedo [M, 3]) for world positions x [M, 3]."""
+    def _evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sigma [M], albedo [M, 3], log_density [M]) for world positions x [M, 3].
+
+        log_density is the pre-activation density (MLP output + blob) at x clamped into the aabb: sigma is a
+        monotonic function of it inside the box, so both have the same gradient direction.
+        """
         if x.dim() != 2 or x.shape[-1] != 3:
             raise ValueError(f"x must have shape [N, 3], got {list(x.shape)}")
         dtype = self.aabb.dtype
@@ -119,11 +126,11 @@ class Field(nn.Module):
         sigma = trunc_exp(raw) if self.density_activation == "trunc_exp" else F.softplus(raw)
         sigma = torch.where(inside, sigma, torch.zeros_like(sigma))
         albedo = torch.sigmoid(h[:, 1:4])
-        return sigma, albedo
+        return sigma, albedo, raw
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [N, 3] world positions -> (sigma [N] >= 0, albedo [N, 3] in [0, 1])."""
-        return self._evaluate(x)
+        return self._evaluate(x)[:2]
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, 3] -> sigma [N] (0 outside the aabb)."""
@@ -133,26 +140,33 @@ class Field(nn.Module):
         v = torch.tensor(_TETRA, dtype=x.dtype, device=x.device)
         return (x.unsqueeze(0) + self.normal_eps * v.unsqueeze(1)).reshape(-1, 3)  # [4N, 3], vertex-major
 
-    def _normals_from(self, sigma4: torch.Tensor, n: int) -> torch.Tensor:
-        v = torch.tensor(_TETRA, dtype=sigma4.dtype, device=sigma4.device)
-        grad = torch.einsum("kn,kd->nd", sigma4.reshape(4, n), v) / (4 * self.normal_eps)
-        return F.normalize(-grad, dim=-1, eps=1e-20)
+    def _normals_from(self, log_density4: torch.Tensor, n: int) -> torch.Tensor:
+        # Differences of the pre-activation density, not of sigma: same direction (sigma is monotonic in it),
+        # but without exp's dynamic range, whose gradients overflow float16 under autocast.
+        v = torch.tensor(_TETRA, dtype=log_density4.dtype, device=log_density4.device)
+        grad = torch.einsum("kn,kd->nd", log_density4.reshape(4, n), v) / (4 * self.normal_eps)
+        norm = grad.norm(dim=-1, keepdim=True)
+        # Where the density is (nearly) flat the direction is noise and d(normal)/d(grad) ~ 1/|grad| would
+        # flood the parameters (and overflow fp16): such points get a zero normal and no gradient.
+        flat = norm <= self.NORMAL_MIN_GRAD
+        safe = torch.where(flat, torch.ones_like(norm), norm)
+        return torch.where(flat, torch.zeros_like(grad), -grad / safe)
 
     def normals(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [N, 3] -> unit outward normals [N, 3] (direction of -grad sigma; zero where sigma is flat).
+        """x: [N, 3] -> unit outward normals [N, 3] (direction of -grad sigma; zero where the density is flat).
 
         Tetrahedral differences: 4 density evaluations in one batch, differentiable w.r.t. the parameters.
+        Stencil points outside the aabb are clamped onto it, so the box faces do not show up as surfaces.
         """
         x = x.to(self.aabb.dtype)
-        sigma4 = self._evaluate(self._tetra_offsets(x))[0]
-        return self._normals_from(sigma4, x.shape[0])
+        return self._normals_from(self._evaluate(self._tetra_offsets(x))[2], x.shape[0])
 
     def forward_with_normals(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x: [N, 3] -> (sigma [N], albedo [N, 3], normals [N, 3]): one batched pass over 5N points."""
         x = x.to(self.aabb.dtype)
         n = x.shape[0]
-        sigma, albedo = self._evaluate(torch.cat([x, self._tetra_offsets(x)], dim=0))
-        return sigma[:n], albedo[:n], self._normals_from(sigma[n:], n)
+        sigma, albedo, log_density = self._evaluate(torch.cat([x, self._tetra_offsets(x)], dim=0))
+        return sigma[:n], albedo[:n], self._normals_from(log_density[n:], n)
 
     def extra_repr(self) -> str:
         return (f"aabb={self.aabb.tolist()}, density_activation={self.density_activation!r}, "

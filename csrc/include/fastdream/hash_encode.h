@@ -55,6 +55,24 @@ FD_HD uint32_t hash_grid_index(uint32_t x, uint32_t y, uint32_t z, const HashLev
   return idx % lv.size;
 }
 
+// p = x * scale + 0.5 rounded twice (no fused multiply-add), on the host and on the GPU alike, so the CPU
+// and CUDA kernels and the PyTorch reference pick the same cell and fraction. (tcnn uses fmaf; at a fine
+// level's scale s the fraction then differs from ours by up to one float ulp of s.)
+FD_HD float hash_pos(float x, float s) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(__fmul_rn(x, s), 0.5f);
+#else
+  return x * s + 0.5f;
+#endif
+}
+FD_HD double hash_pos(double x, double s) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(__dmul_rn(x, s), 0.5);
+#else
+  return x * s + 0.5;
+#endif
+}
+
 // The cell of one point at one level: integer corner and fractional offsets (tcnn's pos_fract:
 // p = x * scale + 0.5, corner = floor(p)).
 template <typename T>
@@ -62,7 +80,7 @@ FD_HD void hash_cell(const T* x, const HashLevel& lv, uint32_t* corner, T* frac)
   const T s = static_cast<T>(lv.scale);
 FD_HASH_UNROLL
   for (int d = 0; d < 3; ++d) {
-    const T p = hash_sanitize(x[d]) * s + T(0.5);
+    const T p = hash_pos(hash_sanitize(x[d]), s);
     const T fl = fd_floor(p);
     corner[d] = static_cast<uint32_t>(static_cast<int>(fl));
     frac[d] = p - fl;
