@@ -1,0 +1,158 @@
+"""Score distillation with a pixel-space diffusion model (no VAE): the embedded shapes prior or any diffusers
+UNet2DConditionModel with 3 input channels.
+
+Renders are resized to the model's resolution, mapped to [-1, 1], noised at a random timestep; the UNet predicts the
+noise with classifier-free guidance and the loss is built so that d loss / d x = w(t)·(ε̂ − ε), w(t) = 1 − ᾱ_t, on the
+model-space pixels x.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+try:  # the trainer's interface (fastdream/guidance/base.py)
+    from fastdream.guidance.base import Guidance, SDSOutput
+except ImportError:  # pragma: no cover - only until base.py lands beside this module
+    class Guidance:  # type: ignore[no-redef]
+        """Minimal stand-in for fastdream.guidance.base.Guidance."""
+
+        resolution: int | None = None
+
+    @dataclass
+    class SDSOutput:  # type: ignore[no-redef]
+        loss: torch.Tensor
+        t: torch.Tensor
+        grad_norm: torch.Tensor
+
+__all__ = ["PixelDiffusionGuidance"]
+
+log = logging.getLogger(__name__)
+
+
+def prompts_ok(cond: torch.Tensor, uncond: torch.Tensor) -> bool:
+    return cond.dim() == 3 and uncond.dim() == 3 and cond.shape[1:] == uncond.shape[1:]
+
+
+class PixelDiffusionGuidance(Guidance):
+    """SDS guidance from a pixel-space text-conditioned UNet (epsilon prediction)."""
+
+    def __init__(self, unet, text_encoder, tokenizer, alphas_cumprod: torch.Tensor, device="cpu", dtype=None):
+        if unet.config.in_channels != 3 or unet.config.out_channels != 3:
+            raise ValueError(f"PixelDiffusionGuidance needs a pixel-space UNet with 3 in/out channels, got "
+                             f"{unet.config.in_channels}/{unet.config.out_channels} (a latent model needs its VAE)")
+        self.device = torch.device(device)
+        self.dtype = dtype or torch.float32
+        self.unet = unet.to(self.device, self.dtype).eval().requires_grad_(False)
+        self.text_encoder = text_encoder.to(self.device, self.dtype).eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.alphas_cumprod = alphas_cumprod.to(self.device, torch.float32)
+        self.num_train_timesteps = self.alphas_cumprod.shape[0]
+        self.resolution = int(unet.config.sample_size)
+
+    @classmethod
+    def from_builtin(cls, name: str, device="cpu", dtype=None) -> "PixelDiffusionGuidance":
+        """A prior shipped in fastdream/priors/weights/NAME (e.g. 'shapes'); loads with no network."""
+        from fastdream.priors.model import builtin_path
+        return cls.from_pretrained(builtin_path(name), device=device, dtype=dtype)
+
+    @classmethod
+    def from_pretrained(cls, folder, device="cpu", dtype=None) -> "PixelDiffusionGuidance":
+        """A local diffusers folder with unet/, text_encoder/, tokenizer/ and optionally scheduler/ (no vae/)."""
+        from diffusers import DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel
+        from fastdream.priors.model import _quiet_diffusers
+        _quiet_diffusers()
+        folder = Path(folder)
+        if not (folder / "unet").is_dir():
+            raise ValueError(f"{folder} has no unet/ folder; expected a diffusers pixel-space model")
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32, local_files_only=True)
+        text = CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32, local_files_only=True)
+        tok_dir = folder / "tokenizer"
+        if (tok_dir / "tokenizer_config.json").exists() and '"ShapesTokenizer"' in (
+                tok_dir / "tokenizer_config.json").read_text():
+            from fastdream.priors.tokenizer import ShapesTokenizer
+            tokenizer = ShapesTokenizer.from_pretrained(str(tok_dir))
+        else:
+            from transformers import AutoTokenizer
+            hf_tok = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
+
+            def tokenizer(texts, _t=hf_tok):
+                return _t(texts, padding="max_length", max_length=_t.model_max_length, truncation=True,
+                          return_tensors="pt").input_ids
+        if (folder / "scheduler").is_dir():
+            sched = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
+        else:
+            sched = DDPMScheduler(num_train_timesteps=1000)
+        return cls(unet, text, tokenizer, sched.alphas_cumprod.float(), device=device, dtype=dtype)
+
+    @torch.no_grad()
+    def _embed(self, prompts: list[str]) -> torch.Tensor:
+        unknown = getattr(self.tokenizer, "unknown_words", None)
+        if unknown is not None:
+            for p in prompts:
+                if unknown(p):
+                    log.warning("prompt %r has words outside the prior's vocabulary: %s", p, ", ".join(unknown(p)))
+        ids = self.tokenizer(list(prompts)).to(self.device)
+        return self.text_encoder(input_ids=ids).last_hidden_state
+
+    def encode_prompts(self, prompts: list[str], negative_prompt: str = "") -> dict:
+        """{"cond": [P,L,D], "uncond": [1,L,D]} text embeddings."""
+        if not prompts:
+            raise ValueError("prompts must be a non-empty list")
+        return {"cond": self._embed(prompts), "uncond": self._embed([negative_prompt])}
+
+    def to_model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B,3,H,W] in [0,1] -> model-space pixels [B,3,R,R] in [-1,1] (differentiable resize)."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [B,3,H,W], got {tuple(images.shape)}")
+        if images.shape[-2:] != (self.resolution, self.resolution):
+            images = F.interpolate(images, size=(self.resolution, self.resolution), mode="bilinear",
+                                   align_corners=False, antialias=True)
+        return images * 2.0 - 1.0
+
+    @torch.no_grad()
+    def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+                      guidance_scale: float) -> torch.Tensor:
+        """CFG noise prediction ε̂ = ε_u + s·(ε_c − ε_u) for noisy model-space pixels x_t [B,3,R,R], t [B]."""
+        b = x_t.shape[0]
+        emb = torch.cat([uncond.expand(b, *uncond.shape[1:]), cond.expand(b, *cond.shape[1:])]).to(self.dtype)
+        eps = self.unet(torch.cat([x_t, x_t]).to(self.dtype), torch.cat([t, t]), encoder_hidden_states=emb).sample
+        e_u, e_c = eps.float().chunk(2)
+        return e_u + guidance_scale * (e_c - e_u)
+
+    def sds(self, images: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, *, guidance_scale: float = 20.0,
+            t_range: tuple[float, float] = (0.02, 0.98), generator: torch.Generator | None = None) -> SDSOutput:
+        """SDS loss whose gradient w.r.t. the model-space pixels is exactly w(t)·(ε̂ − ε), w(t) = 1 − ᾱ_t.
+
+        images [B,3,H,W] in [0,1]; cond [B or 1,L,D]; uncond [1 or B,L,D]. Random draws use `generator` (on the
+        CPU or on this guidance's device).
+        """
+        if not prompts_ok(cond, uncond):
+            raise ValueError(f"cond [P,L,D] and uncond [1,L,D] must be 3-D with matching L and D, got "
+                             f"{tuple(cond.shape)} and {tuple(uncond.shape)}")
+        lo, hi = t_range
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"t_range must satisfy 0 <= min <= max <= 1, got {t_range}")
+        if cond.shape[0] not in (1, images.shape[0]):
+            raise ValueError(f"cond must have batch 1 or {images.shape[0]}, got {cond.shape[0]}")
+        x = self.to_model_input(images.to(self.device))
+        b = x.shape[0]
+        t_min = int(round(lo * (self.num_train_timesteps - 1)))
+        t_max = max(t_min, int(round(hi * (self.num_train_timesteps - 1))))
+        gdev = generator.device if generator is not None else self.device
+        t = torch.randint(t_min, t_max + 1, (b,), generator=generator, device=gdev).to(self.device)
+        noise = torch.randn(x.shape, generator=generator, device=gdev, dtype=torch.float32).to(self.device)
+        a = self.alphas_cumprod[t][:, None, None, None]
+        x_t = a.sqrt() * x.detach().float() + (1 - a).sqrt() * noise
+        eps_hat = self.predict_noise(x_t, t, cond.to(self.device), uncond.to(self.device), guidance_scale)
+        grad = torch.nan_to_num((1 - a) * (eps_hat - noise))
+        target = (x.detach() - grad).to(x.dtype)
+        loss = 0.5 * (x - target).square().sum()  # d loss / d x = x - target = grad
+        out = SDSOutput(loss=loss, t=t, grad_norm=grad.norm().detach())
+        if hasattr(out, "extras"):
+            out.extras.update(model_input=x.detach(), noise=noise, noise_pred=eps_hat)
+        return out
