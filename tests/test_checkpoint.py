@@ -1,0 +1,63 @@
+"""Checkpoint I/O: atomic writes, safe loading, load_run."""
+import os
+import sys
+
+import pytest
+import torch
+
+from fastdream.checkpoint import checkpoint_path, load_checkpoint, load_run, save_checkpoint
+from fastdream.errors import UserError
+from fastdream.train import Trainer
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _train_utils import tiny_config  # noqa: E402
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_atomic_save_replaces_and_leaves_no_temp(tmp_path):
+    p = tmp_path / "checkpoints" / "last.pt"
+    save_checkpoint({"format": "fastdream", "field": {"w": torch.ones(2)}, "step": 1}, p)
+    save_checkpoint({"format": "fastdream", "field": {"w": torch.zeros(2)}, "step": 2}, p)
+    assert sorted(os.listdir(p.parent)) == ["last.pt"]
+    state = load_checkpoint(p)
+    assert state["step"] == 2 and torch.equal(state["field"]["w"], torch.zeros(2))
+
+
+def test_unsafe_corrupt_and_foreign_files_are_refused(tmp_path):
+    p = tmp_path / "evil.pt"
+    torch.save({"format": "fastdream", "field": Evil()}, p)
+    with pytest.raises(UserError, match="corrupt or not a fastdream checkpoint"):
+        load_checkpoint(p)  # weights_only=True refuses to run code
+    p.write_bytes(b"not a zip file at all")
+    with pytest.raises(UserError, match="corrupt"):
+        load_checkpoint(p)
+    torch.save({"weights": torch.ones(1)}, p)
+    with pytest.raises(UserError, match="not a fastdream checkpoint"):
+        load_checkpoint(p)
+    with pytest.raises(UserError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_load_run_roundtrip_and_errors(tmp_path):
+    cfg = tiny_config(**{"train.iters": 2, "train.checkpoint_every": 0})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer.train()
+    run = load_run(tmp_path / "run")
+    assert run.step == 2 and run.prompt == "a sphere" and run.config.render.width == 16
+    for a, b in zip(run.field.state_dict().values(), trainer.field.state_dict().values()):
+        assert torch.equal(a, b.cpu())
+    assert not run.field.training
+    x = torch.rand(64, 3) * 2 - 1
+    torch.testing.assert_close(run.field.density(x), trainer.field.density(x).detach())
+    with pytest.raises(UserError, match="does not exist"):
+        load_run(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="has no checkpoint"):
+        load_run(tmp_path / "empty")
+    checkpoint_path(tmp_path / "run").write_bytes(b"\x00" * 10)
+    with pytest.raises(UserError, match="corrupt"):
+        load_run(tmp_path / "run")
