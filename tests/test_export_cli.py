@@ -107,3 +107,18 @@ def test_config_values_are_found_in_nested_dataclasses_and_dicts():
     assert config_value(cfg, "radius_range") == (1.0, 3.0)
     assert config_value(cfg, "render_step_size") == 0.05
     assert config_value(cfg, "missing", 7) == 7
+
+
+@pytest.mark.parametrize("command", ["export", "render"])
+def test_missing_or_corrupt_real_run_folder_is_a_user_error(tmp_path, capsys, command):
+    """Through the real fastdream.checkpoint.load_run: nothing written, a message instead of a traceback."""
+    assert main([command, str(tmp_path / "absent")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    assert main([command, str(run)]) == 2  # no checkpoint
+    assert "checkpoint" in capsys.readouterr().err
+    (run / "checkpoints" / "last.pt").write_bytes(b"\x00garbage")
+    assert main([command, str(run)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints"]
