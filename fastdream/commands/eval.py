@@ -1,0 +1,67 @@
+"""`fastdream eval`: CLIP R-precision of runs at protocol views, per CLIP model, mean ± s.e.m. over seeds."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "CLIP R-precision (R@1) of runs rendered at protocol views, per CLIP model, mean ± s.e.m. over seeds"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by fastdream generate")
+    parser.add_argument("--clip", action="append", required=True, metavar="MODEL",
+                        help="CLIP model: a local folder (transformers save_pretrained) or a hub id; repeat for "
+                             "several models")
+    parser.add_argument("--prompts", metavar="FILE",
+                        help="candidate captions: one per line, or a JSON list / dict of lists "
+                             "(default: the prompts of the evaluated runs)")
+    parser.add_argument("--views", type=int, default=8, help="azimuths per run, evenly spaced (default 8)")
+    parser.add_argument("--elevation", type=float, default=30.0, help="camera elevation in degrees (default 30)")
+    parser.add_argument("--size", type=int, default=224, help="render size in pixels (default 224)")
+    parser.add_argument("--radius", type=float, help="camera distance (default: the run's own camera settings)")
+    parser.add_argument("--fovy", type=float, help="vertical field of view in degrees (default: the run's own)")
+    parser.add_argument("--modes", default="color,textureless",
+                        help="shading modes to score, comma-separated (default color,textureless)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--offline", action="store_true",
+                        help="never contact the Hugging Face hub; use local folders and the cache only")
+    parser.add_argument("--json", metavar="FILE", help="also write the full report as JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    import torch
+
+    from fastdream.errors import UserError
+    from fastdream.eval.clip import load_clip
+    from fastdream.eval.report import evaluate_runs, format_table
+    from fastdream.eval.views import ViewProtocol
+    from fastdream.prompt_list import read_prompt_list
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    try:
+        protocol = ViewProtocol(views=args.views, elevation=args.elevation, size=args.size, radius=args.radius,
+                                fovy=args.fovy, modes=modes)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    for d in args.run_dirs:
+        if not Path(d).is_dir():
+            raise UserError(f"run folder {d} does not exist")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    candidates = source = None
+    if args.prompts:
+        candidates = read_prompt_list(args.prompts)
+        source = str(args.prompts)
+    clips = [load_clip(name, device=device, local_files_only=True if args.offline else None)
+             for name in dict.fromkeys(args.clip)]
+    report = evaluate_runs(args.run_dirs, clips, protocol, candidates, candidates_source=source, device=device)
+    print(format_table(report))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    return 0

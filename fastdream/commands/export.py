@@ -1,0 +1,70 @@
+"""`fastdream export RUN_DIR`: textured mesh (GLB and/or OBJ+MTL+PNG) from a trained run."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "extract a textured mesh (GLB, OBJ+MTL+PNG) from a trained run"
+
+
+def _threshold(text: str):
+    if text in ("silhouette", "depth"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'silhouette', 'depth' or a density value, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `fastdream generate`")
+    parser.add_argument("--format", default="glb,obj", help="comma-separated: glb, obj (default: glb,obj)")
+    parser.add_argument("--resolution", type=_positive_int, default=256,
+                        help="marching-cubes grid points per axis (default: 256)")
+    parser.add_argument("--texture-size", type=_positive_int, default=1024,
+                        help="albedo texture width and height in pixels (default: 1024)")
+    parser.add_argument("--faces", type=_positive_int, default=100_000,
+                        help="decimate to at most this many triangles (default: 100000)")
+    parser.add_argument("--threshold", type=_threshold, default=None,
+                        help="density level of the surface: 'silhouette' (default: matches the rendered "
+                             "silhouettes), 'depth' (matches rendered depth) or a number")
+    parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/mesh)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    import torch
+
+    from fastdream.checkpoint import load_run
+    from fastdream.errors import UserError
+    from fastdream.export import parse_formats
+    from fastdream.export.runs import export_run
+
+    try:
+        formats = parse_formats(args.format)
+    except ValueError as exc:
+        raise UserError(f"--format: {exc}") from None
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    loaded = load_run(args.run_dir, device=device)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "mesh"
+    result = export_run(loaded, out, formats=formats, resolution=args.resolution, texture_size=args.texture_size,
+                        max_faces=args.faces, threshold=args.threshold)
+    log = logging.getLogger("fastdream")
+    for paths in result.files.values():
+        for p in paths:
+            log.info("wrote %s", p)
+    log.info("%d faces, %d vertices, texture %d^2, density threshold %.4g, %.1f s", result.n_faces,
+             result.n_vertices, result.texture_size, result.threshold, result.seconds["total"])
+    return 0

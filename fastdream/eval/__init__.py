@@ -1,0 +1,8 @@
+"""CLIP R-precision: the retrieval metric (metric.py), CLIP embedding (clip.py), protocol views (views.py) and the
+per-model report over runs and seeds (report.py). Only the metric is imported eagerly; the rest pull in torch
+models, transformers or the renderer and are imported where used."""
+from __future__ import annotations
+
+from fastdream.eval.metric import r_precision, retrieval_hits
+
+__all__ = ["r_precision", "retrieval_hits"]

@@ -1,0 +1,321 @@
+"""Density field -> triangle mesh: grid evaluation, opacity-matched threshold, marching cubes, cleanup, decimation.
+
+Axis convention: meshes returned here are in fastdream world coordinates (z-up, world units), exactly the space
+the field is queried in. The writers convert to y-up where a format asks for it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from fastdream.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DensityFn = Callable[[torch.Tensor], torch.Tensor]
+
+# Rendered opacity 0.5 <=> optical depth ln 2: the median termination point of a ray.
+_HALF_OPACITY_DEPTH = math.log(2.0)
+
+
+class NoSurfaceError(UserError):
+    """The field has no surface to extract (empty or everywhere transparent at the chosen threshold)."""
+
+
+class Mesh(NamedTuple):
+    vertices: np.ndarray  # [V, 3] float32, world units, z-up
+    faces: np.ndarray  # [F, 3] int64, counter-clockwise seen from outside (outward normals)
+    threshold: float  # density level the surface was extracted at
+
+
+def _aabb_array(aabb) -> np.ndarray:
+    a = np.asarray(aabb.detach().cpu() if isinstance(aabb, torch.Tensor) else aabb, dtype=np.float64).reshape(-1)
+    if a.shape != (6,) or not np.all(np.isfinite(a)):
+        raise ValueError(f"aabb must be 6 finite numbers (xmin, ymin, zmin, xmax, ymax, zmax), got {a.tolist()}")
+    if np.any(a[3:] <= a[:3]):
+        raise ValueError(f"aabb must have max > min on every axis, got {a.tolist()}")
+    return a
+
+
+def _infer_device(fn) -> torch.device:
+    module = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
+    if isinstance(module, torch.nn.Module):
+        for t in list(module.parameters()) + list(module.buffers()):
+            return t.device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.no_grad()
+def evaluate_grid(density_fn: DensityFn, aabb, resolution: int, *, chunk: int = 1 << 18,
+                  device: torch.device | str | None = None, progress: bool = False,
+                  occupied: torch.Tensor | None = None) -> np.ndarray:
+    """Density at the resolution^3 lattice spanning aabb (corners included): [N, N, N] float32, index order x, y, z.
+
+    occupied: optional bool [r, r, r] occupancy over the same aabb (an OccupancyGrid's level 0, index order x, y,
+    z). Points away from occupied cells (dilated by one cell) are not evaluated and get density 0: the renderer
+    skips those cells too, so the mesh still matches the render, and a field that fills a fraction of its box
+    costs that fraction.
+    """
+    if int(resolution) != resolution or resolution < 2:
+        raise ValueError(f"resolution must be an integer >= 2, got {resolution}")
+    resolution = int(resolution)
+    a = _aabb_array(aabb)
+    device = torch.device(device) if device is not None else _infer_device(density_fn)
+    axes = [torch.linspace(a[i], a[i + 3], resolution, dtype=torch.float32, device=device) for i in range(3)]
+    yz = torch.stack(torch.meshgrid(axes[1], axes[2], indexing="ij"), -1).reshape(-1, 2)  # [N*N, 2]
+    out = np.zeros((resolution, resolution * resolution), dtype=np.float32)
+    occ = None
+    if occupied is not None:
+        occ = torch.as_tensor(occupied).to(device)
+        if occ.dim() != 3 or occ.dtype != torch.bool or len(set(occ.shape)) != 1:
+            raise ValueError(f"occupied must be a bool [r, r, r] grid, got {list(occ.shape)} {occ.dtype}")
+        occ = torch.nn.functional.max_pool3d(occ[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+        lo = torch.tensor(a[:3], dtype=torch.float32, device=device)
+        ext = torch.tensor(a[3:] - a[:3], dtype=torch.float32, device=device)
+    slabs = max(1, chunk // yz.shape[0])
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=resolution, desc="density grid", unit="slab", disable=not progress, leave=False)
+    for i0 in range(0, resolution, slabs):
+        xs = axes[0][i0:i0 + slabs]
+        pts = torch.cat([xs.repeat_interleave(yz.shape[0])[:, None], yz.repeat(xs.shape[0], 1)], 1)
+        keep = None
+        if occ is not None:
+            idx = ((pts - lo) / ext * occ.shape[0]).floor().long().clamp_(0, occ.shape[0] - 1)
+            keep = occ[idx[:, 0], idx[:, 1], idx[:, 2]]
+            pts = pts[keep]
+            if pts.shape[0] == 0:
+                bar.update(xs.shape[0])
+                continue
+        sigma = density_fn(pts)
+        if not isinstance(sigma, torch.Tensor):
+            sigma = torch.as_tensor(np.asarray(sigma))
+        sigma = sigma.reshape(-1)
+        if sigma.shape[0] != pts.shape[0]:
+            raise ValueError(f"density_fn must return one value per point: got {sigma.shape[0]} for {pts.shape[0]}")
+        if keep is None:
+            out[i0:i0 + xs.shape[0]] = sigma.float().reshape(xs.shape[0], -1).cpu().numpy()
+        else:
+            block = torch.zeros(keep.shape[0], device=sigma.device)
+            block[keep.to(sigma.device)] = sigma.float()
+            out[i0:i0 + xs.shape[0]] = block.reshape(xs.shape[0], -1).cpu().numpy()
+        bar.update(xs.shape[0])
+    bar.close()
+    grid = out.reshape(resolution, resolution, resolution)
+    bad = ~np.isfinite(grid)
+    if bad.any():
+        log.warning("density has %d non-finite values; treating NaN as 0 and inf as very dense", int(bad.sum()))
+        np.nan_to_num(grid, copy=False, nan=0.0, posinf=np.finfo(np.float32).max / 4, neginf=0.0)
+    return grid
+
+
+def _axis_rays(grid: np.ndarray, axis: int, max_rays_per_axis: int) -> np.ndarray:
+    g = np.moveaxis(grid, axis, -1)
+    stride = max(1, int(math.ceil(max(g.shape[0], g.shape[1]) / max_rays_per_axis)))
+    return np.ascontiguousarray(g[::stride, ::stride], dtype=np.float64).reshape(-1, grid.shape[axis])
+
+
+def silhouette_threshold(grid: np.ndarray, spacing, *, max_rays_per_axis: int = 256) -> float:
+    """Density level whose mesh silhouettes best match the rendered opacity-0.5 masks along the three axes.
+
+    A ray along an axis renders opaque (opacity >= 0.5) when its optical depth (trapezoid integral of the density)
+    reaches ln 2; the mesh at level L covers it when the density on the ray exceeds L. L is chosen to minimise the
+    number of rays (over all three axes) where the two disagree. Optical depth is independent of the renderer's
+    step size to first order, so the level holds for any render_step_size. Raises NoSurfaceError when no ray renders
+    opaque.
+    """
+    spacing = np.asarray(spacing, dtype=np.float64)
+    peaks, opaque = [], []
+    for axis in range(3):
+        rays = _axis_rays(grid, axis, max_rays_per_axis)
+        tau = float(spacing[axis]) * (rays.sum(1) - 0.5 * (rays[:, 0] + rays[:, -1]))
+        peaks.append(rays.max(1))
+        opaque.append(tau >= _HALF_OPACITY_DEPTH)
+    peak = np.concatenate(peaks)
+    hit = np.concatenate(opaque)
+    if not hit.any():
+        raise NoSurfaceError("the field renders as empty: no ray through the box reaches opacity 0.5, so there is "
+                             "no surface to extract (train longer, or pass an explicit threshold)")
+    order = np.argsort(peak, kind="stable")
+    peak, hit = peak[order], hit[order]
+    # level just above peak[k]: rays 0..k uncovered, k+1.. covered; errors = opaque among 0..k + clear among k+1..
+    opaque_below = np.cumsum(hit)
+    clear_above = (~hit).sum() - np.cumsum(~hit)
+    errors = np.concatenate([[(~hit).sum()], opaque_below + clear_above])  # index 0: level below every peak
+    best = np.flatnonzero(errors == errors.min())
+    k = int(best[len(best) // 2])  # middle of the optimal run of cut positions
+    lo = peak[k - 1] if k > 0 else min(0.0, float(peak[0]) - 1.0)
+    hi = peak[k] if k < len(peak) else float(peak[-1]) * 2.0 + 1.0
+    # Midway: where the interval is wide (a field sharper than a voxel), marching cubes then puts the surface
+    # halfway between the samples on either side, the unbiased choice.
+    return float(0.5 * (lo + hi))
+
+
+def depth_threshold(grid: np.ndarray, spacing, *, max_rays_per_axis: int = 128) -> float:
+    """Median density at the points where axis-aligned rays reach opacity 0.5 (their median termination depth).
+
+    Matches the rendered depth of surfaces facing the camera; for soft fields it yields a thinner mesh than the
+    rendered silhouette (grazing rays accumulate opacity sooner). Raises NoSurfaceError when no ray renders opaque.
+    """
+    spacing = np.asarray(spacing, dtype=np.float64)
+    levels = []
+    for axis in range(3):
+        g = _axis_rays(grid, axis, max_rays_per_axis)
+        g = g[g.max(1) > 0]
+        if g.shape[0] == 0:
+            continue
+        h = float(spacing[axis])
+        for rays in (g, g[:, ::-1]):
+            s0, s1 = rays[:, :-1], rays[:, 1:]
+            seg = 0.5 * h * (s0 + s1)  # trapezoid optical depth of each segment
+            tau = np.concatenate([np.zeros((rays.shape[0], 1)), np.cumsum(seg, 1)], 1)
+            hit = tau[:, -1] >= _HALF_OPACITY_DEPTH
+            if not hit.any():
+                continue
+            tau, s0, s1 = tau[hit], s0[hit], s1[hit]
+            k = np.argmax(tau[:, 1:] >= _HALF_OPACITY_DEPTH, axis=1)  # segment where ln 2 is crossed
+            r = np.arange(k.shape[0])
+            a0, a1 = s0[r, k], s1[r, k]
+            need = (_HALF_OPACITY_DEPTH - tau[r, k]) / h  # remaining integral in units of h
+            # solve a0*t + (a1-a0)*t^2/2 = need for t in [0, 1]
+            da = a1 - a0
+            disc = np.maximum(a0 * a0 + 2.0 * da * need, 0.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = np.where(np.abs(da) > 1e-12 * np.maximum(np.abs(a0), 1e-30),
+                             (-a0 + np.sqrt(disc)) / np.where(da == 0, 1.0, da), need / np.maximum(a0, 1e-30))
+            t = np.clip(np.nan_to_num(t, nan=1.0), 0.0, 1.0)
+            levels.append(a0 + da * t)
+    if not levels:
+        raise NoSurfaceError("the field renders as empty: no ray through the box reaches opacity 0.5, so there is "
+                             "no surface to extract (train longer, or pass an explicit threshold)")
+    return float(np.median(np.concatenate(levels)))
+
+
+def _remove_degenerate(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    f = faces
+    keep = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
+    f = f[keep]
+    v = vertices[f].astype(np.float64)
+    area2 = np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
+    scale = max(float(np.ptp(vertices, axis=0).max()), 1e-12) if len(vertices) else 1.0
+    return f[area2 > 1e-14 * scale * scale]
+
+
+def _compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    used, inverse = np.unique(faces.reshape(-1), return_inverse=True)
+    return vertices[used], inverse.reshape(-1, 3).astype(np.int64)
+
+
+def keep_large_components(vertices: np.ndarray, faces: np.ndarray, min_ratio: float = 0.02):
+    """Drop connected components whose surface area is below min_ratio x the largest one's (floaters)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(vertices)
+    rows = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
+    cols = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    count, labels = connected_components(graph, directed=False)
+    if count <= 1:
+        return _compact(vertices, faces)
+    v = vertices[faces].astype(np.float64)
+    area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
+    face_label = labels[faces[:, 0]]
+    comp_area = np.bincount(face_label, weights=area, minlength=count)
+    keep_comp = comp_area >= min_ratio * comp_area.max()
+    log.debug("components: %d, kept %d", count, int(keep_comp.sum()))
+    return _compact(vertices, faces[keep_comp[face_label]])
+
+
+def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quadric decimation (fast-simplification) down to at most about max_faces faces."""
+    if len(faces) <= max_faces:
+        return vertices, faces
+    import fast_simplification
+
+    v, f = fast_simplification.simplify(vertices.astype(np.float64), faces.astype(np.int64),
+                                        target_count=int(max_faces))
+    v = v.astype(np.float32)
+    f = _remove_degenerate(v, np.asarray(f, dtype=np.int64))
+    return _compact(v, f)
+
+
+def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: float | str | None = None, *,
+                 max_faces: int | None = None, min_component_ratio: float = 0.02,
+                 device: torch.device | str | None = None, chunk: int = 1 << 18, progress: bool = False,
+                 grid: np.ndarray | None = None, occupied: torch.Tensor | None = None) -> Mesh:
+    """Triangle mesh of a density field's surface, in world units (z-up), outward-facing, cleaned.
+
+    density_fn: x [N, 3] float32 -> sigma [N] (per world unit), evaluated on a resolution^3 lattice spanning aabb
+    ([6]: min xyz, max xyz), chunked, on the field's device (or CUDA when available), only near `occupied` cells
+    when given (see evaluate_grid). The grid is padded with zero density, so a shape touching the box is still
+    closed there.
+
+    threshold=None (or "silhouette") picks the level whose mesh silhouettes match the rendered opacity-0.5 masks
+    (see `silhouette_threshold`); "depth" picks the median density where rays reach opacity 0.5 (matches rendered
+    depth of camera-facing surfaces, see `depth_threshold`). Measured on a sphere of radius 0.6 with
+    sigma = 200*sigmoid(-sdf/beta), box [-1, 1]^3, resolution 128, as IoU between the mesh silhouette and the
+    volume-rendered opacity>0.5 mask from direction (1, 2, 3) (tests/test_export_mesh.py checks the first column):
+
+        beta    silhouette   depth   fixed 10 (peers)   fixed 100
+        0.02      0.997      0.870       0.917            0.759
+        0.005     0.992      0.952       0.996            0.940
+        0.001     0.976      0.993       0.977            0.997   (shell 16x thinner than a voxel)
+
+    Soft fields, where the peers' fixed level misses, are matched closely; for fields far sharper than a voxel every
+    level lands within half a voxel, the grid's own resolution limit.
+    A float threshold is used as given.
+
+    Cleanup: degenerate faces are removed, components with less than min_component_ratio of the largest
+    component's area are dropped, and with max_faces the mesh is decimated (quadric, fast-simplification).
+    Raises NoSurfaceError when nothing is left.
+    """
+    a = _aabb_array(aabb)
+    if grid is None:
+        grid = evaluate_grid(density_fn, a, resolution, chunk=chunk, device=device, progress=progress,
+                             occupied=occupied)
+    resolution = grid.shape[0]
+    spacing = (a[3:] - a[:3]) / (resolution - 1)
+    if threshold is None or threshold == "silhouette":
+        level = silhouette_threshold(grid, spacing)
+        log.info("density threshold %.4g (silhouettes match rendered opacity 0.5)", level)
+    elif threshold == "depth":
+        level = depth_threshold(grid, spacing)
+        log.info("density threshold %.4g (median rendered depth)", level)
+    elif isinstance(threshold, str):
+        raise ValueError(f"threshold must be None, 'silhouette', 'depth' or a number, got {threshold!r}")
+    else:
+        level = float(threshold)
+        if not math.isfinite(level):
+            raise ValueError(f"threshold must be finite, got {threshold}")
+    gmin, gmax = float(grid.min()), float(grid.max())
+    if not (gmax > level):
+        raise NoSurfaceError(f"no surface: the density never exceeds the threshold {level:.4g} "
+                             f"(density range [{gmin:.4g}, {gmax:.4g}]); train longer or lower the threshold")
+    padded = np.pad(grid, 1, mode="constant", constant_values=min(0.0, gmin, level - 1.0))
+
+    from skimage.measure import marching_cubes
+
+    verts, faces, _, _ = marching_cubes(padded, level, spacing=tuple(float(s) for s in spacing),
+                                        allow_degenerate=False)
+    verts = (verts + (a[:3] - spacing)).astype(np.float32)
+    faces = faces.astype(np.int64)
+    faces = _remove_degenerate(verts, faces)
+    if len(faces) == 0:
+        raise NoSurfaceError(f"no surface: marching cubes found no triangles at threshold {level:.4g}")
+    verts, faces = keep_large_components(verts, faces, min_component_ratio)
+    # skimage's winding depends on the gradient direction; density rises inwards, so check and fix.
+    v = verts[faces].astype(np.float64)
+    if np.einsum("ij,ij->i", v[:, 0], np.cross(v[:, 1], v[:, 2])).sum() < 0:
+        faces = faces[:, ::-1].copy()
+    if max_faces is not None:
+        if int(max_faces) < 4:
+            raise ValueError(f"max_faces must be >= 4, got {max_faces}")
+        verts, faces = decimate(verts, faces, int(max_faces))
+    if len(faces) == 0:
+        raise NoSurfaceError("no surface left after cleanup")
+    return Mesh(verts, faces, level)
