@@ -1,30 +1,40 @@
-"""`fastdream eval`: CLIP R-precision of runs at protocol views, per CLIP model, mean ± s.e.m. over seeds."""
+"""`fastdream eval`: CLIP R-precision of runs at protocol views, per CLIP model, mean ± s.e.m. over seeds; and/or
+(--procedural) retrieval against procedural ground-truth renders of every shape × colour prompt, offline."""
 from __future__ import annotations
 
 import argparse
 
-HELP = "CLIP R-precision (R@1) of runs rendered at protocol views, per CLIP model, mean ± s.e.m. over seeds"
+HELP = ("CLIP R-precision (R@1) of runs rendered at protocol views, per CLIP model, mean ± s.e.m. over seeds; "
+        "or --procedural: R@1, shape and colour accuracy against procedural ground truth (offline)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by fastdream generate")
-    parser.add_argument("--clip", action="append", required=True, metavar="MODEL",
+    parser.add_argument("--clip", action="append", metavar="MODEL",
                         help="CLIP model: a local folder (transformers save_pretrained) or a hub id; repeat for "
-                             "several models")
+                             "several models (--clip and/or --procedural is required)")
+    parser.add_argument("--procedural", action="store_true",
+                        help="score each run against procedural ground-truth renders of every shape × colour "
+                             "prompt (albedo shading on white, no model, no network): retrieval R@1, shape "
+                             "accuracy and colour accuracy; for prompts such as 'a red cube'")
     parser.add_argument("--prompts", metavar="FILE",
                         help="candidate captions: one per line, or a JSON list / dict of lists "
                              "(default: the prompts of the evaluated runs)")
     parser.add_argument("--views", type=int, default=8, help="azimuths per run, evenly spaced (default 8)")
     parser.add_argument("--elevation", type=float, default=30.0, help="camera elevation in degrees (default 30)")
-    parser.add_argument("--size", type=int, default=224, help="render size in pixels (default 224)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="render size in pixels (default 224 for --clip, 64 for --procedural)")
     parser.add_argument("--radius", type=float, help="camera distance (default: the run's own camera settings)")
     parser.add_argument("--fovy", type=float, help="vertical field of view in degrees (default: the run's own)")
     parser.add_argument("--modes", default="color,textureless",
-                        help="shading modes to score, comma-separated (default color,textureless)")
+                        help="shading modes to score with CLIP, comma-separated (default color,textureless; "
+                             "--procedural always uses color)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--offline", action="store_true",
                         help="never contact the Hugging Face hub; use local folders and the cache only")
-    parser.add_argument("--json", metavar="FILE", help="also write the full report as JSON here")
+    parser.add_argument("--json", metavar="FILE",
+                        help="also write the full report as JSON here (with both --clip and --procedural: the CLIP "
+                             "report with the procedural one under \"procedural\")")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,29 +45,53 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fastdream.errors import UserError
-    from fastdream.eval.clip import load_clip
-    from fastdream.eval.report import evaluate_runs, format_table
     from fastdream.eval.views import ViewProtocol
-    from fastdream.prompt_list import read_prompt_list
 
+    if not args.clip and not args.procedural:
+        raise UserError("say what to score with: --clip MODEL (CLIP R-precision) and/or --procedural "
+                        "(procedural shape × colour ground truth, offline)")
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     try:
-        protocol = ViewProtocol(views=args.views, elevation=args.elevation, size=args.size, radius=args.radius,
+        protocol = ViewProtocol(views=args.views, elevation=args.elevation,
+                                size=args.size if args.size is not None else 224, radius=args.radius,
                                 fovy=args.fovy, modes=modes)
+        proc_protocol = ViewProtocol(views=args.views, elevation=args.elevation,
+                                     size=args.size if args.size is not None else 64, radius=args.radius,
+                                     fovy=args.fovy, modes=("color",))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     for d in args.run_dirs:
         if not Path(d).is_dir():
             raise UserError(f"run folder {d} does not exist")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    candidates = source = None
-    if args.prompts:
-        candidates = read_prompt_list(args.prompts)
-        source = str(args.prompts)
-    clips = [load_clip(name, device=device, local_files_only=True if args.offline else None)
-             for name in dict.fromkeys(args.clip)]
-    report = evaluate_runs(args.run_dirs, clips, protocol, candidates, candidates_source=source, device=device)
-    print(format_table(report))
+    report = None
+    if args.clip:
+        from fastdream.eval.clip import load_clip
+        from fastdream.eval.report import evaluate_runs, format_table
+        from fastdream.prompt_list import read_prompt_list
+
+        candidates = source = None
+        if args.prompts:
+            candidates = read_prompt_list(args.prompts)
+            source = str(args.prompts)
+        clips = [load_clip(name, device=device, local_files_only=True if args.offline else None)
+                 for name in dict.fromkeys(args.clip)]
+        report = evaluate_runs(args.run_dirs, clips, protocol, candidates, candidates_source=source, device=device)
+        print(format_table(report))
+    if args.procedural:
+        from fastdream.eval.procedural_report import evaluate_procedural, format_procedural_table
+
+        try:
+            proc = evaluate_procedural(args.run_dirs, proc_protocol, device=device)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if report is not None:
+            print()
+        print(format_procedural_table(proc))
+        if report is None:
+            report = proc
+        else:
+            report["procedural"] = proc
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,12 +46,15 @@ class ViewProtocol:
 
 @dataclass
 class RenderedRun:
-    """One run's protocol renders: images[mode] is float [N, H, W, 3] in [0, 1] on white."""
+    """One run's protocol renders: images[mode] is float [N, H, W, 3] in [0, 1] on white; c2w [N,4,4] and fovy
+    (degrees) are the cameras they were rendered from (None where a stand-in renderer does not say)."""
 
     run_dir: Path
     prompt: str
     seed: int | None
     images: dict[str, torch.Tensor] = field(default_factory=dict)
+    c2w: torch.Tensor | None = None
+    fovy: float | None = None
 
 
 def config_value(config, *names: str, default=None):
@@ -147,4 +150,5 @@ def render_run(run_dir: str | Path, protocol: ViewProtocol, device: str | torch.
         images[mode] = torch.stack(views)
     if not math.isfinite(float(images[protocol.modes[0]].sum())):
         raise RuntimeError(f"rendering {run_dir} produced NaN or Inf")
-    return RenderedRun(run_dir=run_dir, prompt=str(run.prompt), seed=seed_from_run(cfg, run_dir), images=images)
+    return RenderedRun(run_dir=run_dir, prompt=str(run.prompt), seed=seed_from_run(cfg, run_dir), images=images,
+                       c2w=c2w.detach().float().cpu(), fovy=float(fovy))
