@@ -247,7 +247,8 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[n
 def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: float | str | None = None, *,
                  max_faces: int | None = None, min_component_ratio: float = 0.02,
                  device: torch.device | str | None = None, chunk: int = 1 << 18, progress: bool = False,
-                 grid: np.ndarray | None = None, occupied: torch.Tensor | None = None) -> Mesh:
+                 grid: np.ndarray | None = None, occupied: torch.Tensor | None = None,
+                 fill_cavities: bool = True) -> Mesh:
     """Triangle mesh of a density field's surface, in world units (z-up), outward-facing, cleaned.
 
     density_fn: x [N, 3] float32 -> sigma [N] (per world unit), evaluated on a resolution^3 lattice spanning aabb
@@ -269,6 +270,10 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
     Soft fields, where the peers' fixed level misses, are matched closely; for fields far sharper than a voxel every
     level lands within half a voxel, the grid's own resolution limit.
     A float threshold is used as given.
+
+    fill_cavities: regions below the level that the outside cannot reach are filled first. SDS only constrains what
+    cameras see, so trained fields are often hollow; without this the mesh carries inward-facing inner shells that
+    no render shows (measured on a 250-step oracle sphere: half of all vertices sat on such shells).
 
     Cleanup: degenerate faces are removed, components with less than min_component_ratio of the largest
     component's area are dropped, and with max_faces the mesh is decimated (quadric, fast-simplification).
@@ -296,6 +301,14 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
     if not (gmax > level):
         raise NoSurfaceError(f"no surface: the density never exceeds the threshold {level:.4g} "
                              f"(density range [{gmin:.4g}, {gmax:.4g}]); train longer or lower the threshold")
+    if fill_cavities:
+        from scipy import ndimage
+
+        solid = grid > level
+        cavity = ndimage.binary_fill_holes(solid) & ~solid
+        if cavity.any():
+            grid = grid.copy()
+            grid[cavity] = gmax  # above the level, so no surface bounds the cavity
     padded = np.pad(grid, 1, mode="constant", constant_values=min(0.0, gmin, level - 1.0))
 
     from skimage.measure import marching_cubes
