@@ -83,7 +83,7 @@ def test_render_image_and_bad_arguments():
     assert img["opacity"][6, 5] > 0.5 and img["opacity"][0, 0] < 0.05
     rays = torch.zeros(4, 3), torch.ones(4, 3)
     with pytest.raises(ValueError, match="backend"):
-        render_rays(field, grid, *rays, backend="nerfacc")
+        render_rays(field, grid, *rays, backend="mitsuba")
     with pytest.raises(ValueError, match="shading"):
         render_rays(field, grid, *rays, shading="phong")
     with pytest.raises(ValueError, match="background"):

@@ -59,8 +59,12 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cpu" and not args.quick:
         log.warning("full-size benchmarks on the CPU (SD-2.1-base-sized models) take a long time; "
                     "--quick runs the smoke-test sizes")
-    env = common.environment(device, ["fastdream", "bench", *sys.argv[2:]] if sys.argv[1:2] == ["bench"]
-                             else None)
+    if sys.argv[1:2] == ["bench"]:
+        command = ["fastdream", "bench", *sys.argv[2:]]
+    else:  # called in-process (tests, scripts): record the equivalent command line
+        command = ["fastdream", "bench", args.what, *(["--quick"] if args.quick else []),
+                   *(["--json", str(args.json)] if args.json else []), *(["--device", str(args.device)] if args.device else [])]
+    env = common.environment(device, command)
     results: dict = {"schema": common.SCHEMA, "quick": bool(args.quick), "environment": env}
     if device.type == "cuda" and not args.quick:
         results["suggested_path"] = common.results_name(env)
