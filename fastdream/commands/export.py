@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from fastdream.commands._argtypes import positive_int as _positive_int
+
 HELP = "extract a textured mesh (GLB, OBJ+MTL+PNG) from a trained run"
 
 
@@ -13,16 +15,6 @@ def _threshold(text: str):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be 'silhouette', 'depth' or a density value, got {text!r}") from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

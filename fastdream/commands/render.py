@@ -3,17 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from fastdream.commands._argtypes import positive_int as _positive_int
+
 HELP = "render a turntable video (MP4, GIF fallback) of a trained run"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
