@@ -100,16 +100,26 @@ def render_rays(field, grid, rays_o: torch.Tensor, rays_d: torch.Tensor, *, shad
         color, opacity, depth = ref.composite(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays)
         weights = ref.render_weights(sigmas, t_starts, t_ends, ray_indices, n_rays) if return_samples else None
 
+    samples = dict(weights=weights, ray_indices=ray_indices, t_starts=t_starts, t_ends=t_ends, positions=positions,
+                   normals=normals) if return_samples else None
+    return finish_render(color, opacity, depth, background, samples)
+
+
+def finish_render(color: torch.Tensor, opacity: torch.Tensor, depth: torch.Tensor, background,
+                  samples: dict | None = None) -> dict:
+    """Composite over background ([3] or [R,3]) and assemble render_rays' output dict (shared by every backend).
+
+    samples: the per-sample tensors to return (return_samples=True); a None "normals" entry is left out.
+    """
+    n_rays = color.shape[0]
     if background is not None:
         bg = torch.as_tensor(background, dtype=color.dtype, device=color.device)
         if bg.shape not in ((3,), (n_rays, 3)):
             raise ValueError(f"background must have shape [3] or [{n_rays}, 3], got {list(bg.shape)}")
         color = color + (1.0 - opacity)[:, None] * bg
     out = {"color": color, "opacity": opacity, "depth": depth}
-    if return_samples:
-        out.update(weights=weights, ray_indices=ray_indices, t_starts=t_starts, t_ends=t_ends, positions=positions)
-        if normals is not None:
-            out["normals"] = normals
+    if samples is not None:
+        out.update({k: v for k, v in samples.items() if v is not None or k != "normals"})
     return out
 
 

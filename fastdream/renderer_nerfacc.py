@@ -13,6 +13,7 @@ import weakref
 import torch
 
 from fastdream.errors import UserError
+from fastdream.renderer import finish_render
 
 __all__ = ["render_rays_nerfacc", "nerfacc_available"]
 
@@ -91,12 +92,6 @@ def render_rays_nerfacc(field, grid, rays_o: torch.Tensor, rays_d: torch.Tensor,
     opacity = nerfacc.accumulate_along_rays(weights, values=None, ray_indices=ray_indices, n_rays=n_rays)
     depth = nerfacc.accumulate_along_rays(weights, values=t_mid[:, None], ray_indices=ray_indices, n_rays=n_rays)
     opacity, depth = opacity.reshape(n_rays), depth.reshape(n_rays)
-    if background is not None:
-        bg = torch.as_tensor(background, dtype=color.dtype, device=color.device)
-        color = color + (1.0 - opacity[:, None]) * bg.expand_as(color)
-    out = {"color": color, "opacity": opacity, "depth": depth}
-    if return_samples:
-        out.update(weights=weights, ray_indices=ray_indices, t_starts=t_starts, t_ends=t_ends, positions=positions)
-        if normals is not None:
-            out["normals"] = normals
-    return out
+    samples = dict(weights=weights, ray_indices=ray_indices, t_starts=t_starts, t_ends=t_ends, positions=positions,
+                   normals=normals) if return_samples else None
+    return finish_render(color, opacity, depth, background, samples)
