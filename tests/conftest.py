@@ -43,3 +43,12 @@ def _seed_everything():
 @pytest.fixture
 def cuda_device() -> torch.device:
     return torch.device("cuda")
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread: tiny ops gain nothing from threads but barrier waits on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

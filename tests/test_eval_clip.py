@@ -18,13 +18,7 @@ from fastdream.eval.views import RenderedRun
 PROMPTS = ["a red cube", "a blue sphere", "a green cone"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tiny CLIP's ops are microseconds; intra-op threads only add barrier waits on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: threads only add barrier waits
 
 
 @pytest.fixture(scope="module")

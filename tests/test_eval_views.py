@@ -13,13 +13,7 @@ from fastdream.eval.views import ViewProtocol, render_run
 RED, BLUE = procedural.COLORS["red"], procedural.COLORS["blue"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small renders: intra-op threads only add barrier waits on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: threads only add barrier waits
 
 
 @pytest.fixture
