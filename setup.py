@@ -32,6 +32,7 @@ if with_cuda:
         cpp_sources + cuda_sources,
         include_dirs=cfg.include_dirs(ROOT),
         extra_compile_args=cfg.compile_args(True),
+        extra_link_args=cfg.link_args(),
     )
 else:
     ext = CppExtension(
@@ -39,6 +40,7 @@ else:
         cpp_sources,
         include_dirs=cfg.include_dirs(ROOT),
         extra_compile_args={"cxx": cfg.compile_args(False)["cxx"]},
+        extra_link_args=cfg.link_args(),
     )
 
 setup(

@@ -205,10 +205,12 @@ def environment(device: torch.device, command: list[str] | None = None) -> dict:
     env: dict[str, Any] = {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": " ".join(command if command is not None else sys.argv),
-        # A copied working tree (the GPU machine's) may have no .git: the caller then passes FASTDREAM_COMMIT.
-        "commit": _git("rev-parse", "HEAD") or os.environ.get("FASTDREAM_COMMIT"),
-        "commit_dirty": (bool(_git("status", "--porcelain", "--untracked-files=no"))
-                         if _git("rev-parse", "HEAD") else None),
+        # The GPU machine's copy of the tree may carry no .git, or a stale one: FASTDREAM_COMMIT, when set, names
+        # the commit the tree was copied from and wins over what git says there.
+        "commit": os.environ.get("FASTDREAM_COMMIT") or _git("rev-parse", "HEAD"),
+        "commit_dirty": (None if os.environ.get("FASTDREAM_COMMIT") else
+                         bool(_git("status", "--porcelain", "--untracked-files=no")) if _git("rev-parse", "HEAD")
+                         else None),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),

@@ -55,6 +55,7 @@ def _jit_build() -> ModuleType:
         extra_include_paths=_buildcfg.include_dirs(_buildcfg.REPO_ROOT),
         extra_cflags=flags["cxx"],
         extra_cuda_cflags=flags["nvcc"] if with_cuda else None,
+        extra_ldflags=_buildcfg.link_args(),
         with_cuda=with_cuda,
         verbose=False,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +99,15 @@ def compile_args(with_cuda: bool) -> dict[str, list[str]]:
         nvcc.append("-lineinfo")
     nvcc += os.environ.get("NVCC_FLAGS", "").split()
     return {"cxx": cxx, "nvcc": nvcc}
+
+
+def link_args() -> list[str]:
+    """Linker flags. Some toolchains (the lent GPU machines' /opt/gcc) link libstdc++ statically into shared
+    objects. Exported, that private copy mixes with the libstdc++.so that torch loads: our functions bind to the
+    copy (-Bsymbolic-functions) while its data (locale facets) binds to the shared library, and the first number
+    formatted into a TORCH_CHECK message crashes. Hiding the symbols of static archives keeps a private copy
+    self-contained; with a shared libstdc++ (the usual case) the flag changes nothing."""
+    return ["-Wl,--exclude-libs,ALL"] if sys.platform.startswith("linux") else []
 
 
 def include_dirs(root: Path = REPO_ROOT) -> list[str]:

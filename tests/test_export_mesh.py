@@ -72,8 +72,8 @@ def test_shape_touching_the_box_is_closed_at_the_box():
 
 def test_small_floaters_are_dropped_unless_asked_to_keep():
     def two_blobs(x):
-        main = (x - torch.tensor([0.3, 0.0, 0.0])).norm(dim=-1) - 0.5
-        floater = (x - torch.tensor([-0.75, 0.0, 0.0])).norm(dim=-1) - 0.05
+        main = (x - x.new_tensor([0.3, 0.0, 0.0])).norm(dim=-1) - 0.5  # x is on the GPU where there is one
+        floater = (x - x.new_tensor([-0.75, 0.0, 0.0])).norm(dim=-1) - 0.05
         return torch.minimum(main, floater)
 
     grid = evaluate_grid(density_of(two_blobs), AABB, 64)

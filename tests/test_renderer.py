@@ -102,7 +102,7 @@ def test_no_host_sync_in_fixed_capacity_training_step(cuda_device):
     light = torch.tensor([2.0, 1.0, 3.0], device=cuda_device)
     bg = torch.rand(4096, 3, device=cuda_device)
     kw = dict(shading="lambertian", light_position=light, background=bg, render_step_size=0.01,
-              max_samples=1 << 18, stratified=True, return_samples=True)
+              max_samples=1 << 19, stratified=True, return_samples=True)
     render_rays(field, grid, rays_o, rays_d, **kw)  # warm-up (first calls may allocate/sync)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -114,6 +114,8 @@ def test_no_host_sync_in_fixed_capacity_training_step(cuda_device):
         torch.cuda.set_sync_debug_mode(0)
     exact = render_rays(field, grid, rays_o, rays_d, **{**kw, "max_samples": None, "stratified": False})
     fixed = render_rays(field, grid, rays_o, rays_d, **{**kw, "stratified": False})
+    # the comparison needs a capacity that truncates nothing (this scene has ~272k samples)
+    assert exact["ray_indices"].numel() <= kw["max_samples"]
     torch.testing.assert_close(fixed["color"], exact["color"], rtol=1e-5, atol=1e-5)
     cpu = render_rays(field.cpu(), grid.cpu(), rays_o.cpu(), rays_d.cpu(),
                       **{**kw, "max_samples": None, "stratified": False, "light_position": light.cpu(),

@@ -84,7 +84,8 @@ def test_cuda_matches_cpu(mode, cuda_device):
     g = torch.rand(10000, 3, generator=gen)
     res = []
     for dev in ("cpu", cuda_device):
-        a, n, p, l = (t.to(dev) for t in inputs)
+        # detach: on the CPU .to() returns the input itself, so requires_grad_ would leak into the CUDA pass
+        a, n, p, l = (t.detach().to(dev) for t in inputs)
         a.requires_grad_(True)
         n.requires_grad_(True)
         out = ops.shade(a, n, p, l, 0.3, mode)
