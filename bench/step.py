@@ -173,10 +173,11 @@ def run_backend(backend: str, guidance, cond, uncond, device: torch.device, quic
     clock = common.PhaseClock(device)
     max_samples = None
     if backend == "fastdream" and device.type == "cuda":
-        # The no-host-sync path, as training on a GPU uses it: capacity = 2x the samples of the first view.
-        v = views[0]
-        n0 = grid.sampling(v["rays_o"], v["rays_d"], render_step_size=s["step_size"])[0].numel()
-        max_samples = max(2 * int(n0), 1 << 16)
+        # The no-host-sync path as training on a GPU uses it (fastdream.train): a SampleCapacity that starts at
+        # 96 samples per ray and then follows the demand of the earlier steps.
+        from fastdream.capacity import SampleCapacity
+
+        max_samples = SampleCapacity(H * W * 96)
     render_kw = {} if max_samples is None else {"max_samples": max_samples}
 
     def one_step(i: int, timed: bool):
@@ -242,7 +243,11 @@ def run_backend(backend: str, guidance, cond, uncond, device: torch.device, quic
     except Exception as exc:  # noqa: BLE001 - the count is informative, not essential
         log.warning("FLOP count failed: %s", exc)
     nominal = sd_configs.NOMINAL_STEP_TFLOP * 1e12 if not quick else None
-    return {"status": "ok", "steps": n, "render": f"{H}x{W}", "max_samples": max_samples, "wall_s": wall, "step_ms": step_ms,
+    capacity = None if max_samples is None else {
+        "final": max_samples.current(), "last_demand": max_samples.last_demand,
+        "truncated_steps": max_samples.truncated_steps}
+    return {"status": "ok", "steps": n, "render": f"{H}x{W}", "sample_capacity": capacity, "wall_s": wall,
+            "step_ms": step_ms,
             "steps_per_s": 1e3 / step_ms, "phases_ms": phases, "phases_sum_ms": sum(phases.values()),
             "diffusion_share": diffusion_ms / max(sum(phases.values()), 1e-9), "peak_memory_bytes": peak,
             "counted_flop_per_step": flops,

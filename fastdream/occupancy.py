@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from fastdream import _backend
+from fastdream.capacity import SampleCapacity
+from fastdream.capacity import resolve as resolve_capacity
 from fastdream.ops._checks import check_same_device, check_tensor
 
 __all__ = ["OccupancyGrid", "morton3", "pack_bits"]
@@ -152,7 +154,8 @@ class OccupancyGrid(nn.Module):
         cone_angle > 0 the step is max(step, t * cone_angle). With sigma_fn(t_starts, t_ends, ray_indices) -> [N]
         and alpha_thre > 0, samples with alpha < alpha_thre are dropped.
 
-        max_samples=K: fixed capacity, no host sync. N = K; slots after the samples are padding with
+        max_samples=K: fixed capacity, no host sync (a fastdream.capacity.SampleCapacity sizes K from the demand of
+        earlier marches, still without a sync). N = K; slots after the samples are padding with
         ray_indices == -1 and t_starts == t_ends == 0; when a batch needs more than K samples, the later rays
         (and the far end of the ray that crosses the limit) are dropped. Samples dropped by alpha_thre stay in
         place with t_ends == t_starts (zero length: they contribute nothing). Without max_samples (exact mode)
@@ -168,15 +171,19 @@ class OccupancyGrid(nn.Module):
             raise ValueError(f"cone_angle must be finite and >= 0, got {cone_angle}")
         if math.isnan(float(near_plane)) or math.isnan(float(far_plane)):
             raise ValueError("near_plane and far_plane must not be NaN")
+        tracker = max_samples if isinstance(max_samples, SampleCapacity) else None
+        max_samples = resolve_capacity(max_samples)
         if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 0):
-            raise ValueError(f"max_samples must be None or an int >= 0, got {max_samples!r}")
+            raise ValueError(f"max_samples must be None, an int >= 0 or a SampleCapacity, got {max_samples!r}")
         jitter = None
         if stratified:
             jitter = torch.rand(rays_o.shape[0], device=rays_o.device, generator=generator)
-        ray_indices, t_starts, t_ends, _counts = _backend.load().march(
+        ray_indices, t_starts, t_ends, counts = _backend.load().march(
             rays_o.contiguous(), rays_d.contiguous(), jitter, self.bitfield, self._aabb_list, self.levels,
             self.resolution, float(near_plane), float(far_plane), step, float(cone_angle),
             -1 if max_samples is None else max_samples)
+        if tracker is not None:
+            tracker.observe(counts.sum(), max_samples)
         if sigma_fn is not None and alpha_thre > 0:
             with torch.no_grad():
                 sig = sigma_fn(t_starts, t_ends, ray_indices).reshape(-1)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 
 from fastdream import ops
+from fastdream.capacity import SampleCapacity
+from fastdream.capacity import resolve as resolve_capacity
 from fastdream.ops import reference as ref
 from fastdream.ops._checks import check_same_device, check_tensor
 
@@ -29,7 +31,8 @@ def _pad(ray_indices, t_starts, t_ends, capacity: int):
 def render_rays(field, grid, rays_o: torch.Tensor, rays_d: torch.Tensor, *, shading: str = "albedo",
                 light_position=None, ambient_ratio: float = 0.1, background=None, render_step_size: float = 1e-2,
                 near_plane: float = 0.0, far_plane: float = 1e10, stratified: bool = False,
-                max_samples: int | None = None, return_samples: bool = False, backend: str = "fastdream",
+                max_samples: int | SampleCapacity | None = None, return_samples: bool = False,
+                backend: str = "fastdream",
                 generator: torch.Generator | None = None) -> dict:
     """Render rays [R,3] (float32) through `field` with `grid` (an OccupancyGrid).
 
@@ -37,7 +40,7 @@ def render_rays(field, grid, rays_o: torch.Tensor, rays_d: torch.Tensor, *, shad
     also "weights" [N], "ray_indices" [N] (-1 = padding), "t_starts", "t_ends", "positions" [N,3] and "normals"
     [N,3] when shading computed them. background ([3] or [R,3]) is composited as color + (1 - opacity) * bg.
     light_position [3] defaults to the mean ray origin (a head light). max_samples=K gives the fixed-capacity
-    no-sync path.
+    no-sync path; a fastdream.capacity.SampleCapacity there sizes K from the demand of earlier calls.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -76,7 +79,10 @@ def render_rays(field, grid, rays_o: torch.Tensor, rays_d: torch.Tensor, *, shad
             grid.occupied, grid._aabb_list, rays_o, rays_d, near_plane, far_plane, render_step_size,
             jitter=jitter)
         if max_samples is not None:
-            ray_indices, t_starts, t_ends = _pad(ray_indices, t_starts, t_ends, max_samples)
+            capacity = resolve_capacity(max_samples)
+            if isinstance(max_samples, SampleCapacity):
+                max_samples.observe(int(ray_indices.shape[0]), capacity)
+            ray_indices, t_starts, t_ends = _pad(ray_indices, t_starts, t_ends, capacity)
 
     mids = 0.5 * (t_starts + t_ends)
     if n_rays > 0:

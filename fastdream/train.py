@@ -150,21 +150,30 @@ class Trainer:
         opts = {"backend": r.backend}
         max_samples = r.max_samples
         if max_samples is None and self.device.type == "cuda" and r.backend == "fastdream":
-            # fixed capacity (no host sync); generous bound: 96 samples per ray on average
-            max_samples = r.batch_size * r.width * r.height * 96
+            # fixed capacity (no host sync), one view per call: starts at 96 samples per ray, then follows the
+            # scene's real demand so that the field is not evaluated on mostly padding
+            from fastdream.capacity import SampleCapacity
+
+            max_samples = SampleCapacity(r.width * r.height * 96)
         if max_samples is not None and "max_samples" in params:
             opts["max_samples"] = max_samples
         return opts
 
     def render(self, rays_o: torch.Tensor, rays_d: torch.Tensor, *, shading: str, light_position, ambient_ratio,
-               background, stratified: bool, return_samples: bool = False) -> dict:
-        """Render rays [R,3] with the current field and grid (see fastdream.renderer.render_rays)."""
+               background, stratified: bool, return_samples: bool = False, exact: bool = False) -> dict:
+        """Render rays [R,3] with the current field and grid (see fastdream.renderer.render_rays).
+
+        exact=True: exact sample count (one host sync) instead of the training step's fixed capacity, for renders
+        of other sizes (previews, evaluation) that must not be truncated by, or resize, the training budget."""
         from fastdream.renderer import render_rays
 
+        kwargs = dict(self._render_kwargs)
+        if exact:
+            kwargs.pop("max_samples", None)
         return render_rays(self.field, self.grid, rays_o, rays_d, shading=shading, light_position=light_position,
                            ambient_ratio=float(ambient_ratio), background=background,
                            render_step_size=self.cfg.render.render_step_size, stratified=stratified,
-                           return_samples=return_samples, **self._render_kwargs)
+                           return_samples=return_samples, **kwargs)
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -298,7 +307,7 @@ class Trainer:
             with grad_ctx:  # analytic normals may need autograd
                 out = self.render(ro.reshape(-1, 3).contiguous(), rd.reshape(-1, 3).contiguous(), shading=shading,
                                   light_position=cams.light_position[b], ambient_ratio=0.1, background=bg,
-                                  stratified=False)
+                                  stratified=False, exact=True)
             imgs.append(out["color"].detach().float().clamp(0, 1).reshape(size, size, 3).permute(2, 0, 1))
         self.field.train()
         return torch.stack(imgs)
