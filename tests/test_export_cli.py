@@ -122,3 +122,34 @@ def test_missing_or_corrupt_real_run_folder_is_a_user_error(tmp_path, capsys, co
     assert main([command, str(run)]) == 2
     assert "corrupt" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints"]
+
+
+def test_export_fills_what_no_training_camera_saw_unless_asked_to_keep_it(tmp_path, monkeypatch):
+    from test_export_visibility import _capped_tube
+
+    from fastdream.occupancy import OccupancyGrid
+
+    tube = density_of(lambda x: _capped_tube(x, open_end="bottom"), 200.0, 0.01)
+
+    class TubeField(SphereField):
+        def density(self, x):
+            return tube(x)
+
+        def forward(self, x):
+            return tube(x), position_albedo(x)
+
+    def load_run(path, device="cpu"):
+        return types.SimpleNamespace(field=TubeField(), grid=OccupancyGrid(AABB, resolution=16),
+                                     background=torch.ones(3), step=0, prompt="a tube",
+                                     config={"camera": {"elevation_range": (-10.0, 45.0)}})
+
+    fake = types.ModuleType("fastdream.checkpoint")
+    fake.load_run = load_run
+    monkeypatch.setitem(sys.modules, "fastdream.checkpoint", fake)
+    faces = {}
+    for flag in ([], ["--keep-unseen"]):
+        out = tmp_path / ("kept" if flag else "filled")
+        assert main(["export", str(tmp_path), "--out", str(out), "--format", "obj", "--resolution", "64",
+                     "--texture-size", "64", "--faces", "1000000", "--device", "cpu", *flag]) == 0
+        faces["kept" if flag else "filled"] = len(trimesh.load_mesh(out / "model.obj", process=False).faces)
+    assert faces["filled"] < 0.9 * faces["kept"]

@@ -248,7 +248,7 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
                  max_faces: int | None = None, min_component_ratio: float = 0.02,
                  device: torch.device | str | None = None, chunk: int = 1 << 18, progress: bool = False,
                  grid: np.ndarray | None = None, occupied: torch.Tensor | None = None,
-                 fill_cavities: bool = True) -> Mesh:
+                 fill_cavities: bool = True, view_directions: np.ndarray | None = None) -> Mesh:
     """Triangle mesh of a density field's surface, in world units (z-up), outward-facing, cleaned.
 
     density_fn: x [N, 3] float32 -> sigma [N] (per world unit), evaluated on a resolution^3 lattice spanning aabb
@@ -274,6 +274,10 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
     fill_cavities: regions below the level that the outside cannot reach are filled first. SDS only constrains what
     cameras see, so trained fields are often hollow; without this the mesh carries inward-facing inner shells that
     no render shows (measured on a 250-step oracle sphere: half of all vertices sat on such shells).
+    view_directions ([K, 3], towards the viewer): empty space that none of these directions sees is filled too
+    (see fastdream.export.visibility): shells open towards where no camera looked (below, for cameras above the
+    ground) lose their inner skin. Measured on builtin-prior runs (192^3, 80 directions for elevations -10..45):
+    a foggy cone went from 2.73M to 2.00M faces before decimation; a cube and a cylinder lost 2-3 %; a sphere none.
 
     Cleanup: degenerate faces are removed, components with less than min_component_ratio of the largest
     component's area are dropped, and with max_faces the mesh is decimated (quadric, fast-simplification).
@@ -301,14 +305,20 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
     if not (gmax > level):
         raise NoSurfaceError(f"no surface: the density never exceeds the threshold {level:.4g} "
                              f"(density range [{gmin:.4g}, {gmax:.4g}]); train longer or lower the threshold")
-    if fill_cavities:
+    if fill_cavities or view_directions is not None:
         from scipy import ndimage
 
         solid = grid > level
-        cavity = ndimage.binary_fill_holes(solid) & ~solid
-        if cavity.any():
+        fill = np.zeros_like(solid)
+        if fill_cavities:
+            fill |= ndimage.binary_fill_holes(solid) & ~solid
+        if view_directions is not None:
+            from fastdream.export.visibility import unseen_empty
+
+            fill |= unseen_empty(solid | fill, view_directions, spacing)
+        if fill.any():
             grid = grid.copy()
-            grid[cavity] = gmax  # above the level, so no surface bounds the cavity
+            grid[fill] = gmax  # above the level, so no surface bounds the filled space
     padded = np.pad(grid, 1, mode="constant", constant_values=min(0.0, gmin, level - 1.0))
 
     from skimage.measure import marching_cubes

@@ -62,8 +62,12 @@ def _default_path(run, *parts: str) -> Path:
 
 def export_run(run, out_dir: str | Path | None = None, *, formats: str | Sequence[str] = FORMATS,
                resolution: int = 256, texture_size: int = 1024, max_faces: int | None = 100_000,
-               threshold: float | str | None = None, progress: bool = True) -> ExportResult:
-    """Extract and write the run's field as textured OBJ/GLB into out_dir (default `<run_dir>/mesh`)."""
+               threshold: float | str | None = None, progress: bool = True,
+               fill_unseen: bool = True) -> ExportResult:
+    """Extract and write the run's field as textured OBJ/GLB into out_dir (default `<run_dir>/mesh`).
+
+    fill_unseen: fill the empty space that no camera of the run's training distribution (its config's
+    elevation_range, all azimuths) could see, so shells open towards the ground export without an inner skin."""
     field = run.field.eval()
     if out_dir is None:
         out_dir = _default_path(run, "mesh")
@@ -77,9 +81,16 @@ def export_run(run, out_dir: str | Path | None = None, *, formats: str | Sequenc
     grid_aabb = getattr(grid, "aabb", None)
     if isinstance(grid_aabb, torch.Tensor) and torch.allclose(grid_aabb.detach().float().cpu(), aabb):
         occupied = grid.occupied[0]  # level 0 covers exactly the field's box; the renderer skips the rest
+    directions = None
+    if fill_unseen:
+        from fastdream.cameras import CameraConfig
+        from fastdream.export.visibility import view_directions
+
+        elevation = config_value(run.config, "elevation_range", CameraConfig().elevation_range)
+        directions = view_directions(elevation)
     return export_asset(field.density, albedo, aabb, out_dir, formats=formats, resolution=resolution,
                         texture_size=texture_size, max_faces=max_faces, threshold=threshold, progress=progress,
-                        occupied=occupied)
+                        occupied=occupied, view_directions=directions)
 
 
 def turntable_camera(run, radius: float | None = None, fovy_deg: float | None = None) -> tuple[float, float]:
