@@ -101,3 +101,40 @@ def test_nan_before_first_checkpoint_says_so(tmp_path):
     assert not checkpoint_path(tmp_path / "run").exists()
 
 # The oracle reconstruction (held-out PSNR >= 25 dB) runs through the CLI in test_generate.py.
+
+
+def _record_sds_calls(trainer):
+    """Wrap trainer.guidance.sds to record (channels, t_range, as_latent) of every call."""
+    calls, sds = [], trainer.guidance.sds
+
+    def recording(images, *args, **kwargs):
+        calls.append((images.shape[1], kwargs["t_range"], kwargs.get("as_latent", False)))
+        return sds(images, *args, **kwargs)
+
+    trainer.guidance.sds = recording
+    return calls
+
+
+def test_t_max_anneals_linearly_over_training(tmp_path):
+    cfg = tiny_config(**{"train.iters": 4, "guidance.t_min": 0.1, "guidance.t_max": 0.9, "guidance.t_max_end": 0.5,
+                         "train.checkpoint_every": 0})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    calls = _record_sds_calls(trainer)
+    assert trainer.train().status == "done"
+    t_max = [c[1][1] for c in calls]
+    assert [c[1][0] for c in calls] == [0.1] * 4
+    assert t_max == pytest.approx([0.9, 0.8, 0.7, 0.6])  # step s of 4 uses 0.9 - 0.4 * s / 4
+
+
+def test_latent_warmup_feeds_rgb_and_opacity_as_latents_then_switches_to_the_vae(tmp_path):
+    sd_dir = make_tiny_sd(tmp_path / "sd")
+    cfg = tiny_config(**{"guidance.spec": "sd", "guidance.model": str(sd_dir), "train.iters": 4,
+                         "guidance.latent_warmup": 0.5, "train.checkpoint_every": 0})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    assert trainer.guidance.supports_latent
+    calls = _record_sds_calls(trainer)
+    before = _params(trainer)
+    assert trainer.train().status == "done"
+    assert [(c[0], c[2]) for c in calls] == [(4, True), (4, True), (3, False), (3, False)]
+    after = trainer.field.state_dict()
+    assert any(before[k].is_floating_point() and not torch.equal(before[k], after[k]) for k in before)
