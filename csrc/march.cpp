@@ -14,17 +14,9 @@ std::vector<at::Tensor> march(const at::Tensor& rays_o, const at::Tensor& rays_d
                               const c10::optional<at::Tensor>& jitter, const at::Tensor& bits,
                               const std::vector<double>& aabb, int64_t levels, int64_t res, double near_plane,
                               double far_plane, double step, double cone_angle, int64_t capacity) {
-  FD_CHECK_DIM(rays_o, 2);
-  FD_CHECK_SIZE(rays_o, 1, 3);
-  TORCH_CHECK(rays_d.sizes() == rays_o.sizes(), "rays_d must have the shape of rays_o ", rays_o.sizes(), ", got ",
-              rays_d.sizes());
-  FD_CHECK_DTYPE(rays_o, at::kFloat);
-  FD_CHECK_DTYPE(rays_d, at::kFloat);
+  check_rays(rays_o, rays_d);
   FD_CHECK_DTYPE(bits, at::kByte);
-  FD_CHECK_SAME_DEVICE(rays_o, rays_d);
   FD_CHECK_SAME_DEVICE(rays_o, bits);
-  FD_CHECK_CONTIGUOUS(rays_o);
-  FD_CHECK_CONTIGUOUS(rays_d);
   FD_CHECK_CONTIGUOUS(bits);
   TORCH_CHECK(levels >= 1 && levels <= 16, "levels must be in [1, 16], got ", levels);
   TORCH_CHECK(res >= 1 && res <= 1024, "resolution must be in [1, 1024], got ", res);

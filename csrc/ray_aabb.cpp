@@ -7,19 +7,11 @@ namespace fastdream {
 
 std::vector<at::Tensor> ray_aabb_intersect(const at::Tensor& rays_o, const at::Tensor& rays_d,
                                            const at::Tensor& aabb) {
-  FD_CHECK_DIM(rays_o, 2);
-  FD_CHECK_SIZE(rays_o, 1, 3);
-  TORCH_CHECK(rays_d.sizes() == rays_o.sizes(), "rays_d must have the shape of rays_o ", rays_o.sizes(),
-              ", got ", rays_d.sizes());
+  check_rays(rays_o, rays_d);
   FD_CHECK_DIM(aabb, 1);
   FD_CHECK_SIZE(aabb, 0, 6);
-  FD_CHECK_DTYPE(rays_o, at::kFloat);
-  FD_CHECK_DTYPE(rays_d, at::kFloat);
   FD_CHECK_DTYPE(aabb, at::kFloat);
-  FD_CHECK_SAME_DEVICE(rays_o, rays_d);
   FD_CHECK_SAME_DEVICE(rays_o, aabb);
-  FD_CHECK_CONTIGUOUS(rays_o);
-  FD_CHECK_CONTIGUOUS(rays_d);
   FD_CHECK_CONTIGUOUS(aabb);
 
   const int64_t n = rays_o.size(0);

@@ -91,6 +91,15 @@ def _write_rows(buf: io.StringIO, row_fmt: str, array: np.ndarray, rows_per_bloc
         buf.write((row_fmt * len(block)) % tuple(block.ravel().tolist()))
 
 
+def _mesh_for_file(vertices, faces, uvs, normals, y_up: bool):
+    """Checked (vertices, faces, uvs, normals), in the file's y-up frame when y_up."""
+    v, f, uv, n = _check_uv_mesh(vertices, faces, uvs, normals)
+    if y_up:
+        v = world_to_yup(v)
+        n = world_to_yup(n) if n is not None else None
+    return v, f, uv, n
+
+
 def write_obj(path, vertices, faces, uvs, texture, *, normals=None, y_up: bool = True) -> list[Path]:
     """Write path (.obj), its .mtl and `<stem>_albedo.png` beside it; returns the three paths.
 
@@ -98,11 +107,8 @@ def write_obj(path, vertices, faces, uvs, texture, *, normals=None, y_up: bool =
     (v = 0 at the bottom of the image, OBJ's convention), texture [H, W, 3] uint8, normals [V, 3] optional.
     """
     path = Path(path)
-    v, f, uv, n = _check_uv_mesh(vertices, faces, uvs, normals)
+    v, f, uv, n = _mesh_for_file(vertices, faces, uvs, normals, y_up)
     png = _png_bytes(texture)
-    if y_up:
-        v = world_to_yup(v)
-        n = world_to_yup(n) if n is not None else None
     mtl_path = path.with_suffix(".mtl")
     png_path = path.with_name(f"{path.stem}_albedo.png")
     mtl = ("# fastdream\nnewmtl material0\nKa 1.000 1.000 1.000\nKd 1.000 1.000 1.000\nKs 0.000 0.000 0.000\n"
@@ -139,11 +145,8 @@ def write_glb(path, vertices, faces, uvs, texture, *, normals=None, y_up: bool =
     from PIL import Image
 
     path = Path(path)
-    v, f, uv, n = _check_uv_mesh(vertices, faces, uvs, normals)
+    v, f, uv, n = _mesh_for_file(vertices, faces, uvs, normals, y_up)
     tex = _check_texture(texture)
-    if y_up:
-        v = world_to_yup(v)
-        n = world_to_yup(n) if n is not None else None
     material = trimesh.visual.material.PBRMaterial(
         name="material0", baseColorTexture=Image.fromarray(tex), metallicFactor=0.0, roughnessFactor=1.0)
     mesh = trimesh.Trimesh(vertices=v, faces=f, vertex_normals=n, process=False,

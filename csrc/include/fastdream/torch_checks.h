@@ -34,6 +34,19 @@ inline void check_launch(const char* err, const char* op) {
   TORCH_CHECK(err == nullptr, "fastdream: CUDA kernel ", op, " failed: ", err ? err : "");
 }
 
+// rays_o, rays_d: [R, 3] float32, contiguous, on one device (what every ray op takes).
+inline void check_rays(const at::Tensor& rays_o, const at::Tensor& rays_d) {
+  FD_CHECK_DIM(rays_o, 2);
+  FD_CHECK_SIZE(rays_o, 1, 3);
+  TORCH_CHECK(rays_d.sizes() == rays_o.sizes(), "rays_d must have the shape of rays_o ", rays_o.sizes(), ", got ",
+              rays_d.sizes());
+  FD_CHECK_DTYPE(rays_o, at::kFloat);
+  FD_CHECK_DTYPE(rays_d, at::kFloat);
+  FD_CHECK_SAME_DEVICE(rays_o, rays_d);
+  FD_CHECK_CONTIGUOUS(rays_o);
+  FD_CHECK_CONTIGUOUS(rays_d);
+}
+
 [[noreturn]] inline void no_cuda_kernels(const char* op) {
   TORCH_CHECK(false, "fastdream: ", op, " got CUDA tensors but fastdream._C was built without CUDA kernels; "
               "reinstall with a CUDA toolkit (FASTDREAM_BUILD_CUDA=1) or move the inputs to the CPU");
