@@ -26,9 +26,11 @@ STATUS=""
 LAST_RC=0
 
 stamp() { echo "[$(date -u +%H:%M:%S) +$(( $(date +%s) - START ))s] $*" | tee -a "$LOG"; }
-# Seconds for a stage: at most CAP, leaving RESERVE seconds for the stages after it (never under 5).
+# Seconds for a stage: at most CAP, leaving RESERVE seconds for the stages after it (never under 5). Reserves are
+# sized for the default 500 s budget and scale with a smaller one (a 190 s budget once starved every stage to 5 s).
 allot() {
   local cap=$1 reserve=$2 left
+  (( BUDGET < 500 )) && reserve=$(( reserve * BUDGET / 500 ))
   left=$(( END - $(date +%s) - reserve ))
   (( left > cap )) && left=$cap
   (( left < 5 )) && left=5
