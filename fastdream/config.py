@@ -363,7 +363,7 @@ BUILTIN_FAST = {
     "shading.lambertian_prob": 0.5, "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2,
     "train.checkpoint_every": 200, "train.preview_every": 200, "train.eval_every": 200, "train.log_every": 10,
     "field.options": {"log2_hashmap_size": 14, "n_levels": 8, "finest_resolution": 256, "hidden_dim": 32,
-                      "n_hidden_layers": 1},
+                      "n_hidden_layers": 1, "blob_shape": "cone"},
 }
 
 

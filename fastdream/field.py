@@ -12,6 +12,7 @@ from fastdream.encoding import HashGridEncoding, default_per_level_scale
 __all__ = ["Field", "trunc_exp"]
 
 DENSITY_ACTIVATIONS = ("trunc_exp", "softplus")
+BLOB_SHAPES = ("gaussian", "cone")  # initial density bias: gaussian > 0 everywhere; cone < 0 outside blob_radius
 
 # A regular tetrahedron (alternate corners of the cube [-1, 1]^3): sum_i v_i = 0 and sum_i v_i v_i^T = 4 I,
 # so grad f(x) ~= sum_i v_i f(x + h v_i) / (4 h), with an O(h) error from the mixed second derivatives.
@@ -59,8 +60,8 @@ class Field(nn.Module):
                  n_levels: int = 16, n_features_per_level: int = 2, log2_hashmap_size: int = 19,
                  base_resolution: int = 16, finest_resolution: int = 2048, per_level_scale: float | None = None,
                  hidden_dim: int = 64, n_hidden_layers: int = 2, density_activation: str = "trunc_exp",
-                 blob_density: float = 10.0, blob_radius: float = 0.5, normal_eps: float = 1e-2,
-                 backend: str = "auto"):
+                 blob_density: float = 10.0, blob_radius: float = 0.5, blob_shape: str = "gaussian",
+                 normal_eps: float = 1e-2, backend: str = "auto"):
         super().__init__()
         aabb = torch.as_tensor(aabb, dtype=torch.float32).flatten()
         if aabb.shape != (6,) or not torch.isfinite(aabb).all() or not (aabb[3:] > aabb[:3]).all():
@@ -72,6 +73,8 @@ class Field(nn.Module):
             raise ValueError(f"normal_eps must be > 0, got {normal_eps!r}")
         if not blob_radius > 0:
             raise ValueError(f"blob_radius must be > 0, got {blob_radius!r}")
+        if blob_shape not in BLOB_SHAPES:
+            raise ValueError(f"blob_shape must be one of {BLOB_SHAPES}, got {blob_shape!r}")
         if hidden_dim < 1 or n_hidden_layers < 1:
             raise ValueError(f"hidden_dim and n_hidden_layers must be >= 1, got {hidden_dim}, {n_hidden_layers}")
         self.register_buffer("aabb", aabb)
@@ -83,6 +86,7 @@ class Field(nn.Module):
         self.density_activation = density_activation
         self.blob_density = float(blob_density)
         self.blob_radius = float(blob_radius)
+        self.blob_shape = blob_shape
         self.normal_eps = float(normal_eps)
         n_in = self.encoding.n_output_dims
         if backend == "tcnn":
@@ -122,7 +126,11 @@ class Field(nn.Module):
         raw = h[:, 0]
         if self.blob_density != 0.0:
             centred = (unit - 0.5) * (hi - lo)  # world offset from the aabb centre
-            raw = raw + self.blob_density * torch.exp(-(centred * centred).sum(-1) / (2 * self.blob_radius ** 2))
+            r2 = (centred * centred).sum(-1)
+            if self.blob_shape == "gaussian":
+                raw = raw + self.blob_density * torch.exp(-r2 / (2 * self.blob_radius ** 2))
+            else:  # "cone": positive inside blob_radius, negative outside, so the box starts empty there
+                raw = raw + self.blob_density * (1.0 - torch.sqrt(r2 + 1e-12) / self.blob_radius)
         sigma = trunc_exp(raw) if self.density_activation == "trunc_exp" else F.softplus(raw)
         sigma = torch.where(inside, sigma, torch.zeros_like(sigma))
         albedo = torch.sigmoid(h[:, 1:4])
@@ -170,4 +178,5 @@ class Field(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"aabb={self.aabb.tolist()}, density_activation={self.density_activation!r}, "
-                f"blob_density={self.blob_density}, blob_radius={self.blob_radius}, normal_eps={self.normal_eps}")
+                f"blob_density={self.blob_density}, blob_radius={self.blob_radius}, blob_shape={self.blob_shape}, "
+                f"normal_eps={self.normal_eps}")

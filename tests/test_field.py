@@ -46,6 +46,20 @@ def test_density_blob_makes_the_centre_dense():
     assert (soft.density(torch.rand(100, 3) * 2 - 1) >= 0).all()
 
 
+def test_cone_blob_leaves_the_box_empty_outside_its_radius():
+    field = make_field(blob_shape="cone")
+    with torch.no_grad():
+        field.encoding.params.zero_()
+        field.mlp[-1].weight.zero_()
+        field.mlp[-1].bias.zero_()
+    x = torch.tensor([[0.0, 0.0, 0.0], [0.25, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.9, 0.0], [0.9, 0.9, 0.9]])
+    sigma = field.density(x)
+    r = x.norm(dim=-1)
+    torch.testing.assert_close(sigma, torch.exp(field.blob_density * (1 - r / field.blob_radius)), rtol=1e-4, atol=0)
+    assert sigma[3] < 1e-3 and sigma[4] < 1e-6  # the gaussian blob leaves ~1 per unit length out here
+    assert make_field().density(x[3:]).min() > 0.5
+
+
 def test_padded_and_bad_positions_give_zero_density_and_finite_gradients():
     field = make_field()
     x = torch.rand(64, 3) * 2 - 1
@@ -76,6 +90,8 @@ def test_bad_options():
         Field(density_activation="relu", **SMALL)
     with pytest.raises(ValueError, match="normal_eps"):
         Field(normal_eps=0.0, **SMALL)
+    with pytest.raises(ValueError, match="blob_shape"):
+        Field(blob_shape="cube", **SMALL)
 
 
 def _central_difference_normals(field, x, h):
