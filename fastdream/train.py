@@ -457,6 +457,11 @@ class Trainer:
                         if self.device.type == "cuda":
                             rec["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
                         rec["peak_rss_mb"] = _peak_rss_mb()
+                        capacity = self._render_kwargs.get("max_samples")
+                        if hasattr(capacity, "truncated_steps"):  # a SampleCapacity: what the no-sync budget did
+                            rec["sample_capacity"] = capacity.current()
+                            rec["sample_demand"] = capacity.last_demand
+                            rec["truncated_renders"] = capacity.truncated_steps
                         emit(rec)
                         last_metrics = rec
                         pbar.set_postfix(loss=f"{rec['loss']:.4g}", refresh=False)

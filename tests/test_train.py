@@ -138,3 +138,18 @@ def test_latent_warmup_feeds_rgb_and_opacity_as_latents_then_switches_to_the_vae
     assert [(c[0], c[2]) for c in calls] == [(4, True), (4, True), (3, False), (3, False)]
     after = trainer.field.state_dict()
     assert any(before[k].is_floating_point() and not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_sample_capacity_budget_reports_itself_in_the_metrics(tmp_path):
+    from fastdream.capacity import SampleCapacity
+
+    cfg = tiny_config(**{"train.iters": 3, "train.checkpoint_every": 0})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    capacity = SampleCapacity(1 << 16, granularity=256, minimum=256)
+    trainer._render_kwargs["max_samples"] = capacity  # what a GPU run gets by default
+    assert trainer.train().status == "done"
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = [x for x in lines if "loss" in x][-1]
+    assert last["sample_demand"] == capacity.last_demand > 0
+    assert last["sample_capacity"] == capacity.current() < 1 << 16
+    assert last["truncated_renders"] == 0
