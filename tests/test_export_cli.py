@@ -124,7 +124,7 @@ def test_missing_or_corrupt_real_run_folder_is_a_user_error(tmp_path, capsys, co
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints"]
 
 
-def test_export_fills_what_no_training_camera_saw_unless_asked_to_keep_it(tmp_path, monkeypatch):
+def test_export_fills_what_no_training_camera_saw_when_asked(tmp_path, monkeypatch):
     from test_export_visibility import _capped_tube
 
     from fastdream.occupancy import OccupancyGrid
@@ -146,10 +146,12 @@ def test_export_fills_what_no_training_camera_saw_unless_asked_to_keep_it(tmp_pa
     fake = types.ModuleType("fastdream.checkpoint")
     fake.load_run = load_run
     monkeypatch.setitem(sys.modules, "fastdream.checkpoint", fake)
-    faces = {}
-    for flag in ([], ["--keep-unseen"]):
-        out = tmp_path / ("kept" if flag else "filled")
+    inner_top = {}  # vertices of the inner skin just under the tube's closed top (files are y-up: world z = y)
+    for flag in ([], ["--fill-unseen"]):
+        out = tmp_path / ("filled" if flag else "kept")
         assert main(["export", str(tmp_path), "--out", str(out), "--format", "obj", "--resolution", "64",
                      "--texture-size", "64", "--faces", "1000000", "--device", "cpu", *flag]) == 0
-        faces["kept" if flag else "filled"] = len(trimesh.load_mesh(out / "model.obj", process=False).faces)
-    assert faces["filled"] < 0.9 * faces["kept"]
+        v = np.asarray(trimesh.load_mesh(out / "model.obj", process=False).vertices)
+        rho = np.hypot(v[:, 0], v[:, 2])
+        inner_top["filled" if flag else "kept"] = int(((rho < 0.35) & (v[:, 1] > 0.25) & (v[:, 1] < 0.38)).sum())
+    assert inner_top["kept"] > 20 and inner_top["filled"] == 0

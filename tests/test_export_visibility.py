@@ -9,7 +9,7 @@ import torch
 from _export_fields import AABB, density_of
 
 from fastdream.export import extract_mesh
-from fastdream.export.visibility import blocked_towards, unseen_empty, view_directions
+from fastdream.export.visibility import TrainingViews, blocked_towards, unseen_empty, view_directions
 
 AXES = [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
 
@@ -88,7 +88,7 @@ def test_a_shell_open_towards_the_ground_loses_its_inner_skin():
     density = density_of(lambda x: _capped_tube(x, open_end="bottom"), beta=0.01)
     dirs = view_directions((-10.0, 45.0))
     kept = extract_mesh(density, AABB, resolution=96, device="cpu")
-    filled = extract_mesh(density, AABB, resolution=96, device="cpu", view_directions=dirs)
+    filled = extract_mesh(density, AABB, resolution=96, device="cpu", views=dirs)
     assert _inner_vertices(kept) > 500  # the inner wall is there without the fill ...
     assert _inner_vertices(filled) == 0  # ... and gone with it
     assert len(filled.faces) < 0.85 * len(kept.faces)  # the rim seen from -10 degrees keeps a little skin
@@ -99,7 +99,7 @@ def test_space_the_cameras_see_is_not_filled():
     density = density_of(lambda x: _capped_tube(x, open_end="top"), beta=0.01)
     dirs = view_directions((-10.0, 45.0))
     kept = extract_mesh(density, AABB, resolution=96, device="cpu")
-    filled = extract_mesh(density, AABB, resolution=96, device="cpu", view_directions=dirs)
+    filled = extract_mesh(density, AABB, resolution=96, device="cpu", views=dirs)
     assert _inner_vertices(filled, z_band=(0.0, 0.45)) > 0.8 * _inner_vertices(kept, z_band=(0.0, 0.45))
 
 
@@ -113,3 +113,50 @@ def test_a_convex_object_is_unchanged():
 def test_bad_directions_are_refused():
     with pytest.raises(ValueError, match="direction"):
         blocked_towards(torch.zeros(2, 2, 2, dtype=torch.bool), (0.0, 0.0, 0.0))
+
+
+def _seen_by_perspective_cameras(solid: np.ndarray, voxels: np.ndarray, eyes: np.ndarray, lo: float, step: float):
+    """Brute force: for each voxel index, is the segment to some eye free of solid voxels (outside the grid is
+    empty)? Points every 1/8 voxel along the segment, nearest-voxel lookup."""
+    n = solid.shape[0]
+    centres = lo + voxels * step
+    seen = np.zeros(len(voxels), dtype=bool)
+    for eye in eyes:
+        t = np.linspace(0.0, 1.0, int(np.linalg.norm(eye - lo) / step * 8) + 2)[1:, None, None]
+        pts = centres[None] + t * (eye - centres)[None]
+        idx = np.rint((pts - lo) / step).astype(np.int64)
+        inside = ((idx >= 0) & (idx < n)).all(-1)
+        own = (idx == voxels[None]).all(-1)  # the voxel's own cell does not block it
+        hit = np.zeros(inside.shape, dtype=bool)
+        ii = idx[inside]
+        hit[inside] = solid[ii[:, 0], ii[:, 1], ii[:, 2]]
+        seen |= ~(hit & ~own).any(0)
+    return seen
+
+
+N, LO, STEP = 40, -1.0, 2.0 / 39
+EYES = np.array([(d * math.cos(math.radians(e)) * math.cos(math.radians(a)),
+                  d * math.cos(math.radians(e)) * math.sin(math.radians(a)), d * math.sin(math.radians(e)))
+                 for d in (1.5, 2.0) for e in (-10.0, 0.0, 20.0, 45.0) for a in range(0, 360, 10)])
+
+
+def _lattice():
+    x = LO + np.indices((N, N, N)).transpose(1, 2, 3, 0) * STEP
+    return np.linalg.norm(x[..., :2], axis=-1), x[..., 2], np.linalg.norm(x, axis=-1)
+
+
+@pytest.mark.parametrize("shape", ["dome_rim_at_0", "tube_rim_at_-0.5"])
+def test_training_views_fill_nothing_a_perspective_camera_sees(shape):
+    """Cameras at radius 1.5-2, elevation -10..45 (EYES). A dome open at z = 0 is seen from inside by the low
+    cameras (they sit below its rim), at angles far steeper than -10 degrees; a tube open at z = -0.5 is not (every
+    camera is above its opening), so its inside can be filled."""
+    rho, z, r = _lattice()
+    if shape == "dome_rim_at_0":
+        solid = (r < 0.6) & (r > 0.45) & (z > 0.0)
+    else:
+        solid = (rho < 0.5) & (np.abs(z) < 0.5) & ~((rho < 0.4) & (z < 0.4))
+    radius = np.sqrt(((np.argwhere(solid) * STEP + LO) ** 2).sum(1).max()) + STEP
+    filled = unseen_empty(solid, TrainingViews((-10.0, 45.0), 1.5).directions(radius))
+    assert not _seen_by_perspective_cameras(solid, np.argwhere(filled), EYES, LO, STEP).any()
+    if shape == "tube_rim_at_-0.5":  # the tube's inside top stays hidden even from the widened directions
+        assert filled.sum() > 50

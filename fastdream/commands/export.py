@@ -29,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=_threshold, default=None,
                         help="density level of the surface: 'silhouette' (default: matches the rendered "
                              "silhouettes), 'depth' (matches rendered depth) or a number")
-    parser.add_argument("--keep-unseen", action="store_true",
-                        help="keep surfaces that no training camera could see (default: empty space hidden from "
-                             "every training view direction is filled, removing inner skins of open shells)")
+    parser.add_argument("--fill-unseen", action="store_true",
+                        help="fill empty space that no training camera could see first, removing the inner skin of "
+                             "shells open towards the ground (slower: seconds per export)")
     parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/mesh)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_run(args.run_dir, device=device)
     out = Path(args.out) if args.out else Path(args.run_dir) / "mesh"
     result = export_run(loaded, out, formats=formats, resolution=args.resolution, texture_size=args.texture_size,
-                        max_faces=args.faces, threshold=args.threshold, fill_unseen=not args.keep_unseen)
+                        max_faces=args.faces, threshold=args.threshold, fill_unseen=args.fill_unseen)
     log = logging.getLogger("fastdream")
     for paths in result.files.values():
         for p in paths:

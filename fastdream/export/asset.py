@@ -98,12 +98,12 @@ def export_asset(density_fn: Callable[[torch.Tensor], torch.Tensor],
                  max_faces: int | None = 100_000, threshold: float | None = None, name: str = "model",
                  min_component_ratio: float = 0.02, device: torch.device | str | None = None,
                  progress: bool = True, y_up: bool = True, occupied: torch.Tensor | None = None,
-                 view_directions: np.ndarray | None = None) -> ExportResult:
+                 views=None) -> ExportResult:
     """Extract, clean, unwrap, bake and write a field as `<out_dir>/<name>.obj|.mtl|_albedo.png` and `<name>.glb`.
 
     density_fn / albedo_fn: x [N, 3] world -> sigma [N] / rgb [N, 3] in [0, 1]; aabb [6] world units. threshold=None
     matches rendered opacity (see extract_mesh); occupied (bool [r, r, r] over aabb) skips empty space;
-    view_directions ([K, 3]): empty space none of them sees is filled (see extract_mesh).
+    views: the training cameras (visibility.TrainingViews); space none of them could see is filled (extract_mesh).
     Files are y-up (see fastdream.export.writers), world units.
     All-or-nothing: everything is written into a hidden temporary folder inside out_dir and renamed into place only
     when every stage succeeded; on any error nothing new is left behind (a folder we created is removed again).
@@ -121,7 +121,7 @@ def export_asset(density_fn: Callable[[torch.Tensor], torch.Tensor],
         t = time.perf_counter()
         mesh = extract_mesh(density_fn, aabb, resolution, threshold, max_faces=max_faces,
                             min_component_ratio=min_component_ratio, device=device, progress=progress,
-                            occupied=occupied, view_directions=view_directions)
+                            occupied=occupied, views=views)
         seconds["mesh"] = time.perf_counter() - t
         log.info("mesh: %d vertices, %d faces at density %.4g (%.1f s)", len(mesh.vertices), len(mesh.faces),
                  mesh.threshold, seconds["mesh"])

@@ -248,7 +248,7 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
                  max_faces: int | None = None, min_component_ratio: float = 0.02,
                  device: torch.device | str | None = None, chunk: int = 1 << 18, progress: bool = False,
                  grid: np.ndarray | None = None, occupied: torch.Tensor | None = None,
-                 fill_cavities: bool = True, view_directions: np.ndarray | None = None) -> Mesh:
+                 fill_cavities: bool = True, views=None) -> Mesh:
     """Triangle mesh of a density field's surface, in world units (z-up), outward-facing, cleaned.
 
     density_fn: x [N, 3] float32 -> sigma [N] (per world unit), evaluated on a resolution^3 lattice spanning aabb
@@ -274,10 +274,10 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
     fill_cavities: regions below the level that the outside cannot reach are filled first. SDS only constrains what
     cameras see, so trained fields are often hollow; without this the mesh carries inward-facing inner shells that
     no render shows (measured on a 250-step oracle sphere: half of all vertices sat on such shells).
-    view_directions ([K, 3], towards the viewer): empty space that none of these directions sees is filled too
-    (see fastdream.export.visibility): shells open towards where no camera looked (below, for cameras above the
-    ground) lose their inner skin. Measured on builtin-prior runs (192^3, 80 directions for elevations -10..45):
-    a foggy cone went from 2.73M to 2.00M faces before decimation; a cube and a cylinder lost 2-3 %; a sphere none.
+    views (a fastdream.export.visibility.TrainingViews, or a [K, 3] array of parallel view directions): empty space
+    that no training camera could see is filled too, so shells open towards where no camera looked (below, for
+    cameras above the ground) lose their inner skin. The elevation range is widened for perspective by the solid's
+    bounding radius over the nearest camera distance (see visibility.py), so objects that fill the box gain little.
 
     Cleanup: degenerate faces are removed, components with less than min_component_ratio of the largest
     component's area are dropped, and with max_faces the mesh is decimated (quadric, fast-simplification).
@@ -305,17 +305,22 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
     if not (gmax > level):
         raise NoSurfaceError(f"no surface: the density never exceeds the threshold {level:.4g} "
                              f"(density range [{gmin:.4g}, {gmax:.4g}]); train longer or lower the threshold")
-    if fill_cavities or view_directions is not None:
+    if fill_cavities or views is not None:
         from scipy import ndimage
 
         solid = grid > level
         fill = np.zeros_like(solid)
         if fill_cavities:
             fill |= ndimage.binary_fill_holes(solid) & ~solid
-        if view_directions is not None:
-            from fastdream.export.visibility import unseen_empty
+        if views is not None:
+            from fastdream.export.visibility import TrainingViews, unseen_empty
 
-            fill |= unseen_empty(solid | fill, view_directions, spacing)
+            directions = views
+            if isinstance(views, TrainingViews):
+                points = np.argwhere(solid) * spacing + a[:3] - (a[:3] + a[3:]) / 2  # from the box centre
+                radius = float(np.sqrt((points ** 2).sum(1).max())) + float(spacing.max()) if len(points) else 0.0
+                directions = views.directions(radius)
+            fill |= unseen_empty(solid | fill, directions, spacing)
         if fill.any():
             grid = grid.copy()
             grid[fill] = gmax  # above the level, so no surface bounds the filled space

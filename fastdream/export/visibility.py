@@ -6,20 +6,25 @@ inner surface as well, a second, inward-facing skin that no render shows (fill_c
 closed cavities; these are open). Filling the empty voxels that are hidden from every training view direction
 removes that skin without changing what a training view shows.
 
-Views are taken as parallel projections along directions on the training cameras' sphere (a grid of elevations
-and azimuths); a voxel is seen from a direction when the straight line from it towards the viewer crosses no solid
-voxel. Lines are traced slice by slice along the direction's dominant axis with rounded offsets, so they are exact
-for axis directions and within one voxel of the true line otherwise.
+Views are taken as parallel projections along a grid of directions; a voxel is seen from a direction when the
+straight line from it towards the viewer crosses no solid voxel. Lines are traced slice by slice along the
+direction's dominant axis with rounded offsets, so they are exact for axis directions and within one voxel of the
+true line otherwise. Training cameras are perspective cameras close to the object: from a point r away from the
+centre, a camera at distance R and elevation e is seen at elevations up to asin(r / R) away from e, so
+`TrainingViews` widens the elevation range by that much for the object's bounding radius, samples it every 5
+degrees and 24 azimuths, and the seen set is grown by one voxel before anything is filled (conservative: gaps
+between sampled directions can leave a little skin, they should not fill what a camera sees).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["view_directions", "blocked_towards", "unseen_empty"]
+__all__ = ["TrainingViews", "view_directions", "blocked_towards", "unseen_empty"]
 
 
 def view_directions(elevation_range: Sequence[float], *, n_elevation: int = 5, n_azimuth: int = 16) -> np.ndarray:
@@ -38,6 +43,24 @@ def view_directions(elevation_range: Sequence[float], *, n_elevation: int = 5, n
             if abs(math.cos(el)) < 1e-9:
                 break  # straight up or down: one direction is enough
     return np.asarray(out, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class TrainingViews:
+    """Where the training cameras were: elevations (degrees) and the nearest camera distance (world units)."""
+
+    elevation_range: tuple[float, float]
+    min_distance: float
+
+    def directions(self, object_radius: float, *, step_deg: float = 5.0, n_azimuth: int = 24) -> np.ndarray:
+        """Parallel view directions ([K, 3]) covering every line from a point within object_radius of the centre
+        to a camera of these views."""
+        lo, hi = (float(v) for v in self.elevation_range)
+        ratio = float(object_radius) / float(self.min_distance) if self.min_distance > 0 else math.inf
+        widen = 90.0 if ratio >= 1.0 else math.degrees(math.asin(ratio))
+        lo, hi = max(-90.0, lo - widen), min(90.0, hi + widen)
+        n_elevation = max(2, int(math.ceil((hi - lo) / step_deg)) + 1)
+        return view_directions((lo, hi), n_elevation=n_elevation, n_azimuth=n_azimuth)
 
 
 def blocked_towards(solid: torch.Tensor, direction: Sequence[float]) -> torch.Tensor:
@@ -94,4 +117,7 @@ def unseen_empty(solid: np.ndarray, directions: np.ndarray, spacing: Sequence[fl
     seen = torch.zeros_like(solid_t)
     for d in np.asarray(directions, dtype=np.float64).reshape(-1, 3):
         seen |= ~blocked_towards(solid_t, d / spacing)
+    seen &= ~solid_t
+    # grow the seen empty space by one voxel: lines are only traced to within a voxel
+    seen = torch.nn.functional.max_pool3d(seen[None, None].float(), 3, stride=1, padding=1)[0, 0].bool()
     return (~solid_t & ~seen).numpy()
