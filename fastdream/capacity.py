@@ -80,8 +80,9 @@ class SampleCapacity:
                 f"truncated_steps={self.truncated_steps})")
 
 
-def resolve(max_samples) -> int | None:
-    """The int capacity for this march: max_samples as given, or a SampleCapacity's current size."""
+def resolve(max_samples) -> tuple[int | None, SampleCapacity | None]:
+    """(the capacity for this march, the SampleCapacity to report its demand to or None): max_samples as given, or
+    a SampleCapacity's current size and the tracker itself."""
     if isinstance(max_samples, SampleCapacity):
-        return max_samples.current()
-    return max_samples
+        return max_samples.current(), max_samples
+    return max_samples, None

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from fastdream import _backend
-from fastdream.capacity import SampleCapacity
 from fastdream.capacity import resolve as resolve_capacity
 from fastdream.ops._checks import check_same_device, check_tensor
 
@@ -171,8 +170,7 @@ class OccupancyGrid(nn.Module):
             raise ValueError(f"cone_angle must be finite and >= 0, got {cone_angle}")
         if math.isnan(float(near_plane)) or math.isnan(float(far_plane)):
             raise ValueError("near_plane and far_plane must not be NaN")
-        tracker = max_samples if isinstance(max_samples, SampleCapacity) else None
-        max_samples = resolve_capacity(max_samples)
+        max_samples, tracker = resolve_capacity(max_samples)
         if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 0):
             raise ValueError(f"max_samples must be None, an int >= 0 or a SampleCapacity, got {max_samples!r}")
         jitter = None

@@ -79,9 +79,9 @@ def render_rays(field, grid, rays_o: torch.Tensor, rays_d: torch.Tensor, *, shad
             grid.occupied, grid._aabb_list, rays_o, rays_d, near_plane, far_plane, render_step_size,
             jitter=jitter)
         if max_samples is not None:
-            capacity = resolve_capacity(max_samples)
-            if isinstance(max_samples, SampleCapacity):
-                max_samples.observe(int(ray_indices.shape[0]), capacity)
+            capacity, tracker = resolve_capacity(max_samples)
+            if tracker is not None:
+                tracker.observe(int(ray_indices.shape[0]), capacity)
             ray_indices, t_starts, t_ends = _pad(ray_indices, t_starts, t_ends, capacity)
 
     mids = 0.5 * (t_starts + t_ends)

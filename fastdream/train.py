@@ -19,6 +19,7 @@ import torch
 
 from fastdream.background import Background
 from fastdream.cameras import CameraBatch, CameraSampler, get_rays, pose_spherical
+from fastdream.capacity import SampleCapacity
 from fastdream.checkpoint import CHECKPOINT_VERSION, checkpoint_path, load_checkpoint, save_checkpoint
 from fastdream.config import Config, from_dict, save_yaml, to_dict
 from fastdream.errors import UserError
@@ -152,8 +153,6 @@ class Trainer:
         if max_samples is None and self.device.type == "cuda" and r.backend == "fastdream":
             # fixed capacity (no host sync), one view per call: starts at 96 samples per ray, then follows the
             # scene's real demand so that the field is not evaluated on mostly padding
-            from fastdream.capacity import SampleCapacity
-
             max_samples = SampleCapacity(r.width * r.height * 96)
         if max_samples is not None and "max_samples" in params:
             opts["max_samples"] = max_samples
@@ -458,7 +457,7 @@ class Trainer:
                             rec["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
                         rec["peak_rss_mb"] = _peak_rss_mb()
                         capacity = self._render_kwargs.get("max_samples")
-                        if hasattr(capacity, "truncated_steps"):  # a SampleCapacity: what the no-sync budget did
+                        if isinstance(capacity, SampleCapacity):  # what the no-sync budget did
                             rec["sample_capacity"] = capacity.current()
                             rec["sample_demand"] = capacity.last_demand
                             rec["truncated_renders"] = capacity.truncated_steps
