@@ -1,8 +1,10 @@
-"""Random packed samples and a fake field for the rendering tests."""
+"""Random packed samples, a fake field and a small scene for the rendering tests."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from fastdream import OccupancyGrid
 
 
 def random_packed(n_rays: int, gen: torch.Generator, max_per_ray: int = 24, n_pad: int = 0,
@@ -63,3 +65,25 @@ class BlobField(nn.Module):
     def forward_with_normals(self, x):
         sigma, albedo = self.forward(x)
         return sigma, albedo, self.normals(x)
+
+
+def camera_rays(n: int, gen: torch.Generator):
+    """n rays from a sphere of radius 2.5 towards random targets in [-1.5, 1.5]^3 (some miss the blob)."""
+    eye = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1) * 2.5
+    target = (torch.rand(n, 3, generator=gen) - 0.5) * 3.0
+    return eye, torch.nn.functional.normalize(target - eye, dim=-1)
+
+
+def blob_grid(field: nn.Module, resolution: int) -> OccupancyGrid:
+    """An occupancy grid over field's box, updated once (cells with density > 0.5), on field's device."""
+    grid = OccupancyGrid(field.aabb, resolution=resolution).to(field.aabb.device)
+    grid.update(0, field.density, occ_thre=0.5)
+    return grid
+
+
+def blob_scene(n_rays: int, gen: torch.Generator, device="cpu", resolution: int = 32):
+    """(BlobField, its blob_grid, rays_o, rays_d) with n_rays camera_rays, all on device."""
+    field = BlobField().to(device)
+    grid = blob_grid(field, resolution)
+    rays_o, rays_d = (t.to(device) for t in camera_rays(n_rays, gen))
+    return field, grid, rays_o, rays_d

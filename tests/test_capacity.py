@@ -4,12 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastdream import OccupancyGrid
 from fastdream.capacity import SampleCapacity
 from fastdream.renderer import render_rays
 
-from _render_helpers import BlobField
-from test_renderer import camera_rays
+from _render_helpers import blob_scene
 
 
 def test_capacity_follows_the_largest_recent_demand():
@@ -58,11 +56,7 @@ def test_bad_settings_are_refused(kwargs, match):
 
 @pytest.mark.parametrize("backend", ["fastdream", "torch"])
 def test_renders_match_exact_once_the_capacity_has_adapted(backend):
-    gen = torch.Generator().manual_seed(3)
-    field = BlobField()
-    grid = OccupancyGrid(field.aabb, resolution=32)
-    grid.update(0, field.density, occ_thre=0.5)
-    rays_o, rays_d = camera_rays(512, gen)
+    field, grid, rays_o, rays_d = blob_scene(512, torch.Generator().manual_seed(3))
     kw = dict(shading="lambertian", render_step_size=0.02, backend=backend)
     exact = render_rays(field, grid, rays_o, rays_d, **kw, return_samples=True)
     demand = exact["ray_indices"].numel()
@@ -75,11 +69,7 @@ def test_renders_match_exact_once_the_capacity_has_adapted(backend):
 
 
 def test_a_budget_that_is_too_small_truncates_once_then_recovers():
-    gen = torch.Generator().manual_seed(4)
-    field = BlobField()
-    grid = OccupancyGrid(field.aabb, resolution=32)
-    grid.update(0, field.density, occ_thre=0.5)
-    rays_o, rays_d = camera_rays(512, gen)
+    field, grid, rays_o, rays_d = blob_scene(512, torch.Generator().manual_seed(4))
     kw = dict(shading="albedo", render_step_size=0.02)
     exact = render_rays(field, grid, rays_o, rays_d, **kw)
     cap = SampleCapacity(256, granularity=256, minimum=256)
@@ -92,11 +82,7 @@ def test_a_budget_that_is_too_small_truncates_once_then_recovers():
 
 @pytest.mark.cuda
 def test_cuda_budget_adapts_without_a_host_sync(cuda_device):
-    gen = torch.Generator().manual_seed(5)
-    field = BlobField().to(cuda_device)
-    grid = OccupancyGrid(field.aabb, resolution=32).to(cuda_device)
-    grid.update(0, field.density, occ_thre=0.5)
-    rays_o, rays_d = (t.to(cuda_device) for t in camera_rays(4096, gen))
+    field, grid, rays_o, rays_d = blob_scene(4096, torch.Generator().manual_seed(5), cuda_device)
     kw = dict(shading="lambertian", render_step_size=0.01, stratified=True)
     exact = render_rays(field, grid, rays_o, rays_d, **{**kw, "stratified": False}, return_samples=True)
     demand = exact["ray_indices"].numel()

@@ -7,20 +7,13 @@ import torch
 from fastdream import OccupancyGrid
 from fastdream.renderer import render_image, render_rays
 
-from _render_helpers import BlobField
+from _render_helpers import BlobField, blob_grid, blob_scene, camera_rays
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
-def camera_rays(n, gen):
-    eye = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1) * 2.5
-    target = (torch.rand(n, 3, generator=gen) - 0.5) * 3.0  # some rays miss the blob
-    return eye, torch.nn.functional.normalize(target - eye, dim=-1)
-
-
 def make_grid(field, res=16):
-    grid = OccupancyGrid(field.aabb, resolution=res)
-    grid.update(0, field.density, occ_thre=0.5)
+    grid = blob_grid(field, res)
     assert 0 < int(grid.occupied.sum()) < res ** 3
     return grid
 
@@ -94,11 +87,7 @@ def test_render_image_and_bad_arguments():
 
 @pytest.mark.cuda
 def test_no_host_sync_in_fixed_capacity_training_step(cuda_device):
-    gen = torch.Generator().manual_seed(0)
-    field = BlobField().to(cuda_device)
-    grid = OccupancyGrid(field.aabb, resolution=32).to(cuda_device)
-    grid.update(0, field.density, occ_thre=0.5)
-    rays_o, rays_d = (t.to(cuda_device) for t in camera_rays(4096, gen))
+    field, grid, rays_o, rays_d = blob_scene(4096, torch.Generator().manual_seed(0), cuda_device)
     light = torch.tensor([2.0, 1.0, 3.0], device=cuda_device)
     bg = torch.rand(4096, 3, device=cuda_device)
     kw = dict(shading="lambertian", light_position=light, background=bg, render_step_size=0.01,
