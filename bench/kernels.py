@@ -8,7 +8,7 @@ every backend's time, as it is in training:
   - fastdream: OccupancyGrid.sampling (exact mode, and fixed-capacity mode when available) + fastdream.ops.composite;
   - nerfacc 0.5.3 (when importable, CUDA only): OccGridEstimator fed the SAME binary grid, its sampling, then
     render_weight_from_density + accumulate_along_rays;
-  - torch: the pure-PyTorch marcher fastdream.ops.reference.grid_sampling (bench.kernels.torch_march, the same
+  - torch: the pure-PyTorch marcher fastdream.ops.reference.march_rays (bench.kernels.torch_march, the same
     idea, while that is missing: uniform steps from the aabb entry, occupancy lookup, boolean mask) + the PyTorch
     reference compositing fastdream.ops.reference.composite.
 Each iteration: march, field, composite, loss = sum of colours + opacities + depths, backward to the field params.
@@ -101,7 +101,7 @@ def fastdream_iteration(field, grid, rays_o, rays_d, step: float, max_samples: i
 
     n = rays_o.shape[0]
     kw = {} if max_samples is None else {"max_samples": max_samples}
-    ray_indices, t_starts, t_ends = grid.sampling(rays_o, rays_d, render_step_size=step, **kw)[:3]
+    ray_indices, t_starts, t_ends = grid.march_rays(rays_o, rays_d, render_step_size=step, **kw)[:3]
     sigmas, rgbs = _field_at(field, rays_o, rays_d, ray_indices, t_starts, t_ends, n)
     colors, opacities, depths = ops.composite(sigmas, rgbs, t_starts, t_ends, ray_indices, n)
     _composite_loss(colors, opacities, depths).backward()
@@ -192,11 +192,11 @@ def torch_composite(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays):
 def torch_iteration(field, occupied, aabb, rays_o, rays_d, step: float, grid=None):
     n = rays_o.shape[0]
     try:  # the project's PyTorch twin of the marcher (stable-dreamfusion-shaped), when the rendering core has it
-        from fastdream.ops.reference import grid_sampling
+        from fastdream.ops.reference import march_rays as grid_sampling
     except ImportError:
         grid_sampling = None
-    if grid_sampling is not None and grid is not None and hasattr(grid, "_aabb_list"):
-        ray_indices, t_starts, t_ends = grid_sampling(occupied, grid._aabb_list, rays_o, rays_d, 0.0, 1e10, step)
+    if grid_sampling is not None and grid is not None and hasattr(grid, "level_aabb"):
+        ray_indices, t_starts, t_ends = grid_sampling(occupied, grid.level_aabb(0), rays_o, rays_d, 0.0, 1e10, step)
     else:
         ray_indices, t_starts, t_ends = torch_march(occupied, aabb, rays_o, rays_d, step)
     sigmas, rgbs = _field_at(field, rays_o, rays_d, ray_indices, t_starts, t_ends, n)

@@ -60,9 +60,9 @@ def occupancy_update(dev, g):
 def march_exact(dev, g):
     grid = _grid(dev, g)
     o, d = _rays(300, dev, g)
-    ri, ts, te = grid.sampling(o, d, render_step_size=0.02)[:3]
-    grid.sampling(o, d, render_step_size=0.02, stratified=True, cone_angle=0.004)
-    grid.sampling(o[:0], d[:0], render_step_size=0.02)
+    ri, ts, te = grid.march_rays(o, d, render_step_size=0.02)[:3]
+    grid.march_rays(o, d, render_step_size=0.02, stratified=True, cone_angle=0.004)
+    grid.march_rays(o[:0], d[:0], render_step_size=0.02)
     return ri, ts, te
 
 
@@ -73,8 +73,8 @@ def march_fixed_capacity(dev, g):
     if "max_samples" not in inspect.signature(grid.sampling).parameters:
         raise NotImplementedError("OccupancyGrid.sampling has no max_samples")
     o, d = _rays(300, dev, g)
-    grid.sampling(o, d, render_step_size=0.02, max_samples=64)        # truncates
-    return grid.sampling(o, d, render_step_size=0.02, max_samples=100000)
+    grid.march_rays(o, d, render_step_size=0.02, max_samples=64)        # truncates
+    return grid.march_rays(o, d, render_step_size=0.02, max_samples=100000)
 
 
 def _packed(dev, g, n_rays=37):
@@ -149,7 +149,7 @@ def field_with_normals(dev, g):
 @check
 def render_rays(dev, g):
     from fastdream import Field
-    from fastdream.renderer import render_rays as rr
+    from fastdream.render.rays import render_rays as rr
     field = Field().to(dev)
     grid = _grid(dev, g, levels=1)
     o, d = _rays(64, dev, g)

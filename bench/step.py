@@ -1,8 +1,8 @@
 """One full SDS step at a 64x64 render with SD-2.1-base-sized random-weight models (no download).
 
-The step is composed here, phase by phase, from the public pieces the trainer uses (fastdream.renderer.render_rays,
+The step is composed here, phase by phase, from the public pieces the trainer uses (fastdream.render.rays.render_rays,
 the Stable Diffusion guidance's encode_images / predict_noise / sds_loss, torch.optim.Adam, OccupancyGrid.update),
-so that each phase can be timed; it is not fastdream.train's loop itself. Phases (CUDA events, one sync per run):
+so that each phase can be timed; it is not fastdream.training.trainer's loop itself. Phases (CUDA events, one sync per run):
   render_fwd      rays -> render_rays(..., backend) -> image [1,3,H,W]
   vae_encode      resize to 512, VAE encoder (with gradient)
   unet            t, noise, UNet on [uncond, cond] (no grad), CFG, w(t)(eps_hat - eps), SDS loss
@@ -155,9 +155,9 @@ def make_cameras(n: int, res: int, device: torch.device, seed: int = 0):
 
 def _render_fn(backend: str):
     if backend == "nerfacc":
-        from fastdream.renderer_nerfacc import render_rays_nerfacc
+        from fastdream.render.nerfacc_backend import render_rays_nerfacc
         return lambda *a, **k: render_rays_nerfacc(*a, **k)
-    from fastdream.renderer import render_rays
+    from fastdream.render.rays import render_rays
     return lambda *a, **k: render_rays(*a, backend=backend, **k)
 
 
@@ -173,9 +173,9 @@ def run_backend(backend: str, guidance, cond, uncond, device: torch.device, quic
     clock = common.PhaseClock(device)
     max_samples = None
     if backend == "fastdream" and device.type == "cuda":
-        # The no-host-sync path as training on a GPU uses it (fastdream.train): a SampleCapacity that starts at
+        # The no-host-sync path as training on a GPU uses it (fastdream.training.trainer): a SampleCapacity that starts at
         # 96 samples per ray and then follows the demand of the earlier steps.
-        from fastdream.capacity import SampleCapacity
+        from fastdream.ops.capacity import SampleCapacity
 
         max_samples = SampleCapacity(H * W * 96)
     render_kw = {} if max_samples is None else {"max_samples": max_samples}
@@ -257,7 +257,7 @@ def run_backend(backend: str, guidance, cond, uncond, device: torch.device, quic
 
 def run(device: torch.device, quick: bool) -> dict:
     out: dict[str, Any] = {"note": "step composed in bench/step.py from render_rays + the SD guidance's encode_images/"
-                                   "predict_noise/sds_loss + Adam + OccupancyGrid.update (not fastdream.train's loop)",
+                                   "predict_noise/sds_loss + Adam + OccupancyGrid.update (not fastdream.training.trainer's loop)",
                            "nominal_step_tflop": sd_configs.NOMINAL_STEP_TFLOP, "backends": {}}
     try:
         guidance, cond, uncond, info = build_guidance(quick, device)

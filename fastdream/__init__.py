@@ -5,9 +5,9 @@ __version__ = "0.1.0"
 
 # Public classes are imported lazily so that `import fastdream` stays cheap and never builds anything.
 _LAZY = {
-    "OccupancyGrid": "fastdream.occupancy",
-    "HashGridEncoding": "fastdream.encoding",
-    "Field": "fastdream.field",
+    "OccupancyGrid": "fastdream.scene.occupancy",
+    "HashGridEncoding": "fastdream.scene.encoding",
+    "Field": "fastdream.scene.field",
 }
 
 

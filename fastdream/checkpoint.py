@@ -1,4 +1,4 @@
-"""Checkpoints and run folders: atomic writes, safe loading (weights_only=True), and load_run() for other tools."""
+"""The checkpoint format and run folders: atomic writes, safe loading (weights_only=True), load_run() for tools."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import torch
 
+from fastdream.config import Config, from_dict
 from fastdream.errors import UserError
+from fastdream.scene.scene import Scene
 
 __all__ = ["CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "checkpoint_path", "LoadedRun", "load_run"]
 
@@ -59,22 +61,29 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 @dataclass
 class LoadedRun:
-    """A trained run: field, occupancy grid and background (eval mode, on `device`), its Config, step and prompt."""
+    """A trained run: its Scene (eval mode, on `device`), Config, step and prompt."""
 
-    field: torch.nn.Module
-    grid: torch.nn.Module
-    background: torch.nn.Module
-    config: object
+    scene: Scene
+    config: Config
     step: int
     prompt: str
     run_dir: Path
 
+    @property
+    def field(self) -> torch.nn.Module:
+        return self.scene.field
+
+    @property
+    def grid(self) -> torch.nn.Module:
+        return self.scene.grid
+
+    @property
+    def background(self) -> torch.nn.Module:
+        return self.scene.background
+
 
 def load_run(run_dir: str | Path, device="cpu") -> LoadedRun:
     """Load <run_dir>/checkpoints/last.pt (and its config); UserError for a missing or corrupt run."""
-    from fastdream.config import from_dict
-    from fastdream.train import build_models
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist")
@@ -86,17 +95,12 @@ def load_run(run_dir: str | Path, device="cpu") -> LoadedRun:
         config = from_dict(state["config"]).validate()
     except (UserError, KeyError, TypeError) as exc:
         raise UserError(f"checkpoint {ckpt} holds an invalid config: {exc}") from None
-    device = torch.device(device)
-    field, grid, background = build_models(config, device)
+    scene = Scene.from_config(config, torch.device(device))
     try:
-        field.load_state_dict(state["field"])
-        grid.load_state_dict(state["grid"])
-        if state.get("background") is not None:
-            background.load_state_dict(state["background"])
+        scene.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
         raise UserError(f"checkpoint {ckpt} does not match this fastdream's models: {str(exc).splitlines()[0]}") \
             from None
-    for m in (field, grid, background):
-        m.eval()
-    return LoadedRun(field=field, grid=grid, background=background, config=config, step=int(state["step"]),
+    scene.eval()
+    return LoadedRun(scene=scene, config=config, step=int(state["step"]),
                      prompt=str(state.get("prompt", config.prompt)), run_dir=run_dir)

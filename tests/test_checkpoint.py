@@ -1,16 +1,14 @@
 """Checkpoint I/O: atomic writes, safe loading, load_run."""
 import os
-import sys
 
 import pytest
 import torch
 
 from fastdream.checkpoint import checkpoint_path, load_checkpoint, load_run, save_checkpoint
 from fastdream.errors import UserError
-from fastdream.train import Trainer
+from fastdream.training.trainer import Trainer
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _train_utils import tiny_config  # noqa: E402
+from tests.helpers.train_utils import tiny_config
 
 
 class Evil:

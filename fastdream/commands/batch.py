@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastdream.batch import parse_int_list, run_batch
-    from fastdream.prompt_list import read_prompt_list
+    from fastdream.commands.batch_runner import parse_int_list, run_batch
+    from fastdream.commands.prompt_list import read_prompt_list
 
     prompts = read_prompt_list(args.prompts_file)
     seeds = parse_int_list(args.seeds, "--seeds")

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.clip:
         from fastdream.eval.clip import load_clip
         from fastdream.eval.report import evaluate_runs, format_table
-        from fastdream.prompt_list import read_prompt_list
+        from fastdream.commands.prompt_list import read_prompt_list
 
         candidates = source = None
         if args.prompts:

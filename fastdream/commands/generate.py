@@ -6,6 +6,8 @@ import logging
 import re
 from pathlib import Path
 
+from fastdream.errors import UserError
+
 HELP = "turn a text prompt into a 3D scene with Score Distillation Sampling (writes a run folder)"
 
 log = logging.getLogger("fastdream.generate")
@@ -56,8 +58,7 @@ def _slug(prompt: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from fastdream.checkpoint import checkpoint_path
     from fastdream.config import from_dict, load_yaml, make_config, apply_overrides
-    from fastdream.errors import UserError
-    from fastdream.train import Trainer
+    from fastdream.training.trainer import Trainer
 
     out = Path(args.out) if args.out else Path("runs") / _slug(args.prompt)
     flags = {"train.iters": args.iters, "train.seed": args.seed, "guidance.model": args.model,
@@ -103,29 +104,25 @@ def _quote(s: str) -> str:
     return shlex.quote(s)
 
 
+# The export and render commands' defaults (256^3 grid, 120 frames at 512^2) take minutes on a GPU but an hour on a
+# CPU, where a 512^2 frame costs about 30 s: CPU runs get a smaller asset and a short, small turntable.
+CPU_EXPORT = {"resolution": 192, "texture_size": 512, "max_faces": 50000}
+CPU_TURNTABLE = {"frames": 36, "size": 128}
+
+
 def _export(out: Path, device: str) -> None:
-    """Mesh export and turntable via the export/render commands, when this installation has them."""
-    import importlib
+    """The run's mesh (mesh/) and turntable (video/), as `fastdream export` and `fastdream render` make them."""
+    from fastdream.checkpoint import load_run
+    from fastdream.export.runs import export_run, render_run
 
-    # The commands' defaults (256^3 grid, 120 frames at 512^2) take minutes on a GPU but an hour on a CPU, where
-    # a 512^2 frame costs about 30 s: CPU runs get a smaller asset and a short, small turntable.
-    extra_args = {} if device.startswith("cuda") else {
-        "export": ["--resolution", "192", "--texture-size", "512", "--faces", "50000"],
-        "render": ["--frames", "36", "--size", "128"],
-    }
-
-    for name, what in (("export", "mesh export"), ("render", "turntable video")):
+    on_gpu = device.startswith("cuda")
+    run = load_run(out, device=device)
+    for what, make in (("mesh export", lambda: export_run(run, out / "mesh", **({} if on_gpu else CPU_EXPORT))),
+                       ("turntable video", lambda: render_run(run, out / "video" / "turntable.mp4",
+                                                              **({} if on_gpu else CPU_TURNTABLE)))):
+        log.info("%s: %s", what, out)
         try:
-            module = importlib.import_module(f"fastdream.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"fastdream.commands.{name}":
-                raise
-            log.info("%s skipped: `fastdream %s` is not available in this installation", what, name)
-            continue
-        parser = argparse.ArgumentParser(prog=f"fastdream {name}")
-        module.add_arguments(parser)
-        log.info("%s: fastdream %s %s", what, name, out)
-        rc = module.run(parser.parse_args([str(out), *extra_args.get(name, [])]))
-        if rc:
-            log.warning("%s exited with code %s; the trained run in %s is intact (retry with `fastdream %s %s`)",
-                        what, rc, out, name, out)
+            make()
+        except UserError as exc:
+            log.warning("%s failed: %s; the trained run in %s is intact (retry with `fastdream %s %s`)", what, exc,
+                        out, "export" if what == "mesh export" else "render", out)

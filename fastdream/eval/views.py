@@ -2,13 +2,15 @@
 textureless shading. Rendering lives behind render_run() so the metric and report code runs on fake renders."""
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from fastdream.cameras import pose_spherical
+from fastdream.checkpoint import load_run
 
 MODES = ("color", "textureless")
 _SHADING = {"color": "albedo", "textureless": "textureless"}
@@ -57,35 +59,6 @@ class RenderedRun:
     fovy: float | None = None
 
 
-def config_value(config, *names: str, default=None):
-    """First value found under any of `names` in a nested config (dicts, dataclasses, objects); else default."""
-    seen = set()
-
-    def visit(node, depth):
-        if node is None or depth > 6 or id(node) in seen:
-            return None
-        seen.add(id(node))
-        if dataclasses.is_dataclass(node) and not isinstance(node, type):
-            items = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
-        elif isinstance(node, dict):
-            items = node
-        elif hasattr(node, "__dict__") and not isinstance(node, (torch.Tensor, torch.nn.Module)):
-            items = vars(node)
-        else:
-            return None
-        for n in names:
-            if n in items and items[n] is not None:
-                return (items[n],)
-        for v in items.values():
-            found = visit(v, depth + 1)
-            if found is not None:
-                return found
-        return None
-
-    found = visit(config, 0)
-    return default if found is None else found[0]
-
-
 def _middle(value, default: float) -> float:
     if value is None:
         return default
@@ -95,8 +68,8 @@ def _middle(value, default: float) -> float:
 
 
 def seed_from_run(config, run_dir: Path) -> int | None:
-    """The run's seed: config `seed`, else a `-s<seed>` suffix of the folder name (fastdream batch), else None."""
-    seed = config_value(config, "seed")
+    """The run's seed: its config's train.seed, else a `-s<seed>` suffix of the folder name (fastdream batch)."""
+    seed = getattr(getattr(config, "train", None), "seed", None)
     if seed is not None:
         return int(seed)
     m = re.search(r"-s(\d+)$", Path(run_dir).name)
@@ -104,51 +77,21 @@ def seed_from_run(config, run_dir: Path) -> int | None:
 
 
 def render_run(run_dir: str | Path, protocol: ViewProtocol, device: str | torch.device = "cpu") -> RenderedRun:
-    """Render a run's protocol views with fastdream's renderer (see ViewProtocol)."""
-    from fastdream.cameras import CameraConfig, get_rays, pose_spherical
-    from fastdream.checkpoint import load_run
-    from fastdream.renderer import render_rays
-
+    """Render a run's protocol views with Scene.render_camera (see ViewProtocol), head light, white background."""
     run_dir = Path(run_dir)
     run = load_run(run_dir, device=device)
-    dev = torch.device(device)
-    cfg = run.config
-    cam = CameraConfig()  # the training defaults, when the run's config does not say
-    run_cam = config_value(cfg, "camera", default=cfg)  # look in the camera section first: other sections may
-    radius = protocol.radius if protocol.radius is not None else _middle(  # hold unrelated "radius" fields
-        config_value(run_cam, "eval_radius", "radius", "radius_range"), _middle(cam.radius_range, 0))
-    fovy = protocol.fovy if protocol.fovy is not None else _middle(
-        config_value(run_cam, "eval_fovy", "fovy_deg", "fovy", "fovy_range"), _middle(cam.fovy_range, 0))
-    field_, grid = run.field, run.grid
-    field_.eval()
-    field_.requires_grad_(False)
-    step = config_value(cfg, "render_step_size")
-    if step is None:
-        aabb = field_.aabb.detach().float().cpu()
-        step = float((aabb[3:] - aabb[:3]).norm()) / 1024.0
-    white = torch.ones(3, device=dev)
-
+    cam = run.config.camera
+    radius = protocol.radius if protocol.radius is not None else _middle(cam.radius_range, 0.0)
+    fovy = protocol.fovy if protocol.fovy is not None else _middle(cam.fovy_range, 0.0)
     elev = torch.full((protocol.views,), float(protocol.elevation))
     azim = torch.tensor(protocol.azimuths(), dtype=torch.float32)
-    c2w = pose_spherical(torch.full((protocol.views,), float(radius)), elev, azim).to(dev)
-    rays_o, rays_d = get_rays(c2w, fovy, protocol.size, protocol.size)
+    c2w = pose_spherical(torch.full((protocol.views,), float(radius)), elev, azim)
     images = {}
     for mode in protocol.modes:
-        views = []
-        for v in range(protocol.views):
-            o = rays_o[v].reshape(-1, 3).contiguous()
-            d = rays_d[v].reshape(-1, 3).contiguous()
-            light = c2w[v, :3, 3]  # a headlight: textureless shading is lit from the camera
-            colors = []
-            for i in range(0, o.shape[0], protocol.chunk):
-                with torch.no_grad():  # the field's normals are finite differences: no autograd needed
-                    out = render_rays(field_, grid, o[i:i + protocol.chunk], d[i:i + protocol.chunk],
-                                      shading=_SHADING[mode], light_position=light, background=white,
-                                      render_step_size=step)
-                colors.append(out["color"].detach().float().clamp(0, 1))
-            views.append(torch.cat(colors).reshape(protocol.size, protocol.size, 3).cpu())
-        images[mode] = torch.stack(views)
+        images[mode] = torch.stack([
+            run.scene.render_camera(c2w[v], fovy, protocol.size, protocol.size, shading=_SHADING[mode],
+                                    chunk=protocol.chunk)["color"].cpu() for v in range(protocol.views)])
     if not math.isfinite(float(images[protocol.modes[0]].sum())):
         raise RuntimeError(f"rendering {run_dir} produced NaN or Inf")
-    return RenderedRun(run_dir=run_dir, prompt=str(run.prompt), seed=seed_from_run(cfg, run_dir), images=images,
-                       c2w=c2w.detach().float().cpu(), fovy=float(fovy))
+    return RenderedRun(run_dir=run_dir, prompt=str(run.prompt), seed=seed_from_run(run.config, run_dir),
+                       images=images, c2w=c2w.float(), fovy=float(fovy))

@@ -5,6 +5,10 @@ import torch
 
 from fastdream.errors import UserError
 from fastdream.guidance.base import Guidance, SDSOutput, ViewContext
+from fastdream.guidance.kinds import kind_of
+from fastdream.guidance.pixel import PixelDiffusionGuidance
+from fastdream.guidance.stable_diffusion import DEFAULT_MODEL, StableDiffusionGuidance
+from fastdream.guidance.target import TargetGuidance
 
 __all__ = ["Guidance", "SDSOutput", "ViewContext", "load_guidance"]
 
@@ -19,20 +23,11 @@ def load_guidance(spec: str, device="cpu", dtype: torch.dtype | None = None, **o
     """
     if not isinstance(spec, str) or not spec:
         raise UserError("guidance must be sd, a model folder or hub id, target:NAME or builtin:NAME")
-    if spec.startswith("target:"):
-        from fastdream.guidance.target import TargetGuidance
-
+    kind = kind_of(spec)
+    if kind == "target":
         return TargetGuidance(spec.split(":", 1)[1], device=device)
-    if spec.startswith("builtin:"):
-        try:
-            from fastdream.guidance.pixel import PixelDiffusionGuidance
-        except ImportError as exc:
-            raise UserError(f"{spec}: the built-in priors are not available in this installation "
-                            f"(fastdream.guidance.pixel: {exc}); use --guidance target:NAME or a Stable Diffusion "
-                            f"--model") from None
+    if kind == "builtin":
         return PixelDiffusionGuidance.from_builtin(spec.split(":", 1)[1], device=device)
-    from fastdream.guidance.stable_diffusion import DEFAULT_MODEL, StableDiffusionGuidance
-
     model = options.get("model") or DEFAULT_MODEL
     if spec != "sd":
         model = spec

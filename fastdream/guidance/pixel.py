@@ -8,27 +8,25 @@ model-space pixels x.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-try:  # the trainer's interface (fastdream/guidance/base.py)
-    from fastdream.guidance.base import Guidance, SDSOutput
-except ImportError:  # pragma: no cover - only until base.py lands beside this module
-    class Guidance:  # type: ignore[no-redef]
-        """Minimal stand-in for fastdream.guidance.base.Guidance."""
+from fastdream.guidance.base import Guidance, SDSOutput
 
-        resolution: int | None = None
+__all__ = ["PixelDiffusionGuidance", "FAST_PRESET"]
 
-    @dataclass
-    class SDSOutput:  # type: ignore[no-redef]
-        loss: torch.Tensor
-        t: torch.Tensor
-        grad_norm: torch.Tensor
-
-__all__ = ["PixelDiffusionGuidance"]
+# The embedded shapes prior (builtin:shapes) is a 32x32 pixel model trained at a low guidance scale: render at its
+# resolution, guide at a scale it tolerates, and keep the field small so a CPU run takes minutes.
+FAST_PRESET = {
+    "train.iters": 600, "render.width": 32, "render.height": 32, "render.grid_resolution": 32,
+    "render.render_step_size": 0.03, "guidance.guidance_scale": 20.0, "shading.albedo_prob": 0.5,
+    "shading.lambertian_prob": 0.5, "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2,
+    "train.checkpoint_every": 200, "train.preview_every": 200, "train.eval_every": 200, "train.log_every": 10,
+    "field.options": {"log2_hashmap_size": 14, "n_levels": 8, "finest_resolution": 256, "hidden_dim": 32,
+                      "n_hidden_layers": 1, "blob_shape": "cone"},
+}
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,10 @@ import torch.nn.functional as F
 from fastdream.errors import UserError
 from fastdream.guidance.base import Guidance, SDSOutput
 
-__all__ = ["StableDiffusionGuidance", "DEFAULT_MODEL", "MOVED_MODELS"]
+__all__ = ["StableDiffusionGuidance", "DEFAULT_MODEL", "MOVED_MODELS", "FAST_PRESET"]
+
+# Stable Diffusion's fast recipe is the generic "fast" preset itself.
+FAST_PRESET: dict = {}
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,19 @@ from fastdream.cameras import get_rays
 from fastdream.errors import UserError
 from fastdream.guidance.base import Guidance, SDSOutput, ViewContext, ddpm_alphas_cumprod
 
-__all__ = ["TARGETS", "target_scene", "TargetGuidance"]
+__all__ = ["TARGETS", "target_scene", "TargetGuidance", "FAST_PRESET"]
+
+# The oracle needs no model and CPU users run it first (README): a small, fast recipe for it.
+FAST_PRESET = {
+    "train.iters": 250, "render.width": 24, "render.height": 24, "render.grid_resolution": 32,
+    "render.render_step_size": 0.04, "shading.albedo_prob": 1.0, "shading.lambertian_prob": 0.0,
+    "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2,
+    "train.checkpoint_every": 125, "train.preview_every": 125, "train.eval_every": 125, "train.log_every": 10,
+    "train.eval_resolution": 48,
+    "field.options": {"log2_hashmap_size": 14, "n_levels": 8, "finest_resolution": 256, "hidden_dim": 32,
+                      "n_hidden_layers": 1},
+}
+
 
 
 def _snowman() -> procedural.Scene:

@@ -14,7 +14,8 @@ from fastdream.ops._checks import check_same_device, check_tensor
 
 __all__ = ["render_weights", "composite", "shade", "SHADING_MODES"]
 
-SHADING_MODES = {"albedo": 0, "lambertian": 1, "textureless": 2}
+# The one list of shading modes; the kernels take a mode's index in it.
+SHADING_MODES = ("albedo", "lambertian", "textureless")
 
 
 def _check_samples(sigmas, t_starts, t_ends, ray_indices, n_rays, transmittance_thre):
@@ -126,7 +127,7 @@ def shade(albedo: torch.Tensor, normals: torch.Tensor | None, positions: torch.T
     normals, positions and light_position may be None in "albedo" mode.
     """
     if mode not in SHADING_MODES:
-        raise ValueError(f"mode must be one of {sorted(SHADING_MODES)}, got {mode!r}")
+        raise ValueError(f"mode must be one of {', '.join(SHADING_MODES)}, got {mode!r}")
     check_tensor("albedo", albedo, shape=(None, 3))
     if albedo.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"albedo must be float32 (or float64 on the CPU), got {albedo.dtype}")
@@ -142,4 +143,4 @@ def shade(albedo: torch.Tensor, normals: torch.Tensor | None, positions: torch.T
     check_tensor("light_position", light, shape=(3,))
     check_same_device(albedo=albedo, normals=normals, positions=positions)
     return _Shade.apply(albedo.contiguous(), normals.contiguous(), positions.contiguous(), light.contiguous(),
-                        float(ambient_ratio), SHADING_MODES[mode])
+                        float(ambient_ratio), SHADING_MODES.index(mode))

@@ -27,7 +27,7 @@ _REF_SIZE = 0.5  # geometry is traced at this size; other sizes scale the camera
 
 def view_word(elevation_deg, azimuth_deg, *, front_threshold: float = 45.0, back_threshold: float = 45.0,
               overhead_threshold: float = 60.0) -> list[str]:
-    """View word per camera, the trainer's rule (fastdream.prompts.view_indices): overhead above the elevation
+    """View word per camera, the trainer's rule (fastdream.guidance.view_prompts.view_indices): overhead above the elevation
     threshold, else front when |azimuth| < front_threshold, back when |azimuth| > 180 - back_threshold, else side."""
     el = torch.as_tensor(elevation_deg, dtype=torch.float32).reshape(-1)
     az = torch.remainder(torch.as_tensor(azimuth_deg, dtype=torch.float32).reshape(-1) + 180.0, 360.0) - 180.0

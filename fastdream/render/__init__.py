@@ -1,0 +1,1 @@
+"""Volume rendering of ray batches and images through interchangeable backends (fastdream, torch, nerfacc)."""

@@ -1,0 +1,219 @@
+"""The Trainer: builds a run (scene, guidance, optimiser, prompts), runs the SDS step in a short loop with its hooks,
+and saves and restores the whole state for exact resumes."""
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fastdream.cameras import CameraSampler
+from fastdream.checkpoint import CHECKPOINT_VERSION, checkpoint_path, load_checkpoint, save_checkpoint
+from fastdream.config import Config, from_dict, save_yaml, to_dict
+from fastdream.errors import UserError
+from fastdream.guidance import load_guidance
+from fastdream.guidance.base import Guidance
+from fastdream.guidance.view_prompts import view_prompts
+from fastdream.ops.capacity import SampleCapacity
+from fastdream.scene.scene import Scene
+from fastdream.training import hooks, schedules
+from fastdream.training.hooks import NonFiniteError
+from fastdream.training.optim import Optimizer
+from fastdream.training.step import render_batch, sds_losses
+
+__all__ = ["Trainer", "TrainResult", "NonFiniteError", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """status: "done" | "interrupted"; step: the last completed step; checkpoint: where the state was saved."""
+
+    status: str
+    step: int
+    run_dir: Path
+    checkpoint: Path | None
+    metrics: dict
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """"auto" -> cuda when available, else cpu; UserError for a device that is not there."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def _sample_capacity(config: Config, device: torch.device):
+    """The training renders' sample budget: render.max_samples, or on CUDA a SampleCapacity (no host sync) that
+    starts at 96 samples per ray and then follows the scene's real demand."""
+    r = config.render
+    if r.max_samples is None and device.type == "cuda" and r.backend == "fastdream":
+        return SampleCapacity(r.width * r.height * 96)
+    return r.max_samples
+
+
+class Trainer:
+    """Runs SDS for one prompt into a run folder (config.yaml, checkpoints/last.pt, previews/, metrics.jsonl)."""
+
+    def __init__(self, config: Config, out_dir: str | Path, guidance: Guidance | None = None, *, resume: bool = False,
+                 progress: bool | None = None):
+        self.cfg = config.validate()
+        self.run_dir = Path(out_dir)
+        self.progress = progress
+        tc = config.train
+        self.device = resolve_device(tc.device)
+        self.ckpt_path = checkpoint_path(self.run_dir)
+        state = load_checkpoint(self.ckpt_path) if resume else None
+        if state is not None:
+            log.info("resuming %s from step %d", self.run_dir, state["step"])
+        torch.manual_seed(tc.seed)
+        self.scene = Scene.from_config(config, self.device)
+        self.guidance = guidance or load_guidance(
+            config.guidance.spec, device=self.device, model=config.guidance.model, compile=config.guidance.compile,
+            dtype=None if config.guidance.half_precision else torch.float32)
+        self.sampler = CameraSampler(config.camera)
+        self.cam_gen = torch.Generator().manual_seed(tc.seed)
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(tc.seed + 1)
+        self.optim = Optimizer(self.scene, config.optim, tc.precision, self.device)
+        self.capacity = _sample_capacity(config, self.device)
+        prompts = view_prompts(config.prompt) if config.guidance.view_dependent else [config.prompt]
+        self.prompts = self.guidance.encode_prompts(prompts, config.guidance.negative_prompt)  # once per run
+        self.step = 0
+        if state is not None:
+            self._restore(state)
+
+    # the scene's parts, for callers that hold a Trainer
+    field = property(lambda self: self.scene.field)
+    grid = property(lambda self: self.scene.grid)
+    background = property(lambda self: self.scene.background)
+    cond = property(lambda self: self.prompts["cond"])
+
+    def t_range(self) -> tuple[float, float]:
+        return schedules.t_range(self.cfg.guidance, self.step, self.cfg.train.iters)
+
+    # ---- one step --------------------------------------------------------------------------------------------
+    def train_step(self) -> dict:
+        """One SDS step; returns the losses as device tensors (no host sync)."""
+        cfg = self.cfg
+        r, iters = cfg.render, cfg.train.iters
+        cams = self.sampler.sample(r.batch_size, self.cam_gen)
+        shading, ambient = schedules.sample_shading(cfg.shading, self.step, r.batch_size, self.cam_gen)
+        latent = schedules.in_latent_warmup(cfg.guidance, self.guidance, self.step, iters)
+        self.scene.train()
+        with self.optim.autocast():
+            batch = render_batch(self.scene, cams.to(self.device), shading, ambient, r.height, r.width,
+                                 stratified=r.stratified, need_samples=cfg.loss.orientation > 0,
+                                 generator=self.cam_gen, max_samples=self.capacity)
+        total, losses = sds_losses(self.guidance, batch, self.prompts, cfg, t_range=self.t_range(),
+                                   generator=self.noise_gen, latent=latent)
+        self.optim.step(total)
+        self._update_grid()
+        self.step += 1
+        losses["loss"] = total.detach()
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _update_grid(self) -> None:
+        r = self.cfg.render
+        self.scene.field.eval()
+        with torch.no_grad():
+            self.scene.grid.update(self.step, lambda x: self.scene.field.density(x) * r.render_step_size,
+                                   occ_thre=r.grid_occ_threshold, ema_decay=r.grid_ema_decay,
+                                   warmup_steps=r.grid_warmup_steps, n=r.grid_update_every)
+        self.scene.field.train()
+
+    # ---- state -------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "camera": self.cam_gen.get_state(),
+               "noise": self.noise_gen.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"format": "fastdream", "version": CHECKPOINT_VERSION, "step": self.step, "prompt": self.cfg.prompt,
+                "config": to_dict(self.cfg), **self.scene.state_dict(), **self.optim.state_dict(), "rng": rng}
+
+    def _restore(self, state: dict) -> None:
+        saved = from_dict(state["config"])
+        for section in ("render", "field", "background"):
+            if to_dict(getattr(saved, section)) != to_dict(getattr(self.cfg, section)):
+                raise UserError(f"--resume: the {section} settings differ from the run's saved config; resume with "
+                                f"the same settings or start a new --out folder")
+        try:
+            self.scene.load_state_dict(state)
+            self.optim.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise UserError(f"--resume: {self.ckpt_path} does not match this run: {str(exc).splitlines()[0]}") \
+                from None
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.cam_gen.set_state(rng["camera"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        try:
+            self.noise_gen.set_state(rng["noise"])
+        except RuntimeError:  # a checkpoint from another device type: reseed deterministically
+            self.noise_gen.manual_seed(self.cfg.train.seed + 1 + int(state["step"]))
+        self.step = int(state["step"])
+
+    def params_finite(self) -> bool:
+        """True when every field/background parameter is finite (one host sync)."""
+        flags = [torch.isfinite(p).all() for m in (self.scene.field, self.scene.background) for p in m.parameters()]
+        return bool(torch.stack(flags).all()) if flags else True
+
+    def save(self) -> Path:
+        """Atomically write checkpoints/last.pt."""
+        return save_checkpoint(self.state_dict(), self.ckpt_path)
+
+    # ---- the loop ----------------------------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        """Run until train.iters; returns how it ended. Raises NonFiniteError if the loss or parameters diverge."""
+        from tqdm.auto import tqdm
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "previews").mkdir(exist_ok=True)
+        save_yaml(self.cfg, self.run_dir / "config.yaml")
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        results: dict = {}
+        metrics = hooks.MetricsFile(self.run_dir / "metrics.jsonl")
+        pbar = tqdm(total=self.cfg.train.iters, initial=self.step, dynamic_ncols=True, desc="fastdream",
+                    disable=self.progress is False if self.progress is not None else None)
+        guard = hooks.NanGuard(self, metrics, self.step if self.ckpt_path.is_file() else None)
+        logger = hooks.MetricsHook(self, metrics, guard, pbar)
+        side_work = [hooks.HeldoutEvalHook(self, metrics, results), hooks.PreviewHook(self),
+                     hooks.CheckpointHook(self, guard)]
+        try:
+            with hooks.StopOnSignal() as stop:
+                while self.step < self.cfg.train.iters and stop.signum is None:
+                    losses = self.train_step()
+                    pbar.update(1)
+                    guard.after_step(losses)
+                    logger.after_step(losses)
+                    if any([h.after_step(losses) for h in side_work]):
+                        logger.restart_clock()
+                status = "done" if stop.signum is None else "interrupted"
+                guard.check()
+                for h in side_work:
+                    h.on_end(status)
+                if stop.signum is not None:
+                    self._report_interrupt(metrics, stop.signum)
+        finally:
+            pbar.close()
+            metrics.close()
+        return TrainResult(status=status, step=self.step, run_dir=self.run_dir, checkpoint=self.ckpt_path,
+                           metrics={**logger.last, **results})
+
+    def _report_interrupt(self, metrics: hooks.MetricsFile, signum: int) -> None:
+        name = signal.Signals(signum).name
+        metrics.emit({"step": self.step, "event": "interrupted", "signal": name})
+        log.warning("%s: saved a checkpoint at step %d to %s; continue with --resume", name, self.step,
+                    self.ckpt_path)
