@@ -59,3 +59,28 @@ def test_load_run_roundtrip_and_errors(tmp_path):
     checkpoint_path(tmp_path / "run").write_bytes(b"\x00" * 10)
     with pytest.raises(UserError, match="corrupt"):
         load_run(tmp_path / "run")
+
+
+def test_a_checkpoint_from_before_the_restructure_still_loads(tmp_path):
+    """Before the layers, config.field.options was a plain dict holding only the keys a preset set; the scene
+    entries were the same three. Such a checkpoint loads into today's typed options with the same field."""
+    cfg = tiny_config(**{"train.iters": 1, "train.checkpoint_every": 0})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer.train()
+    path = checkpoint_path(tmp_path / "run")
+    state = load_checkpoint(path)
+    defaults = type(cfg.field.options)()
+    state["config"]["field"]["options"] = {k: v for k, v in state["config"]["field"]["options"].items()
+                                           if getattr(defaults, k) != v}  # the old, sparse form
+    save_checkpoint(state, path)
+    run = load_run(tmp_path / "run")
+    assert run.config.field.options == cfg.field.options
+    x = torch.rand(32, 3) * 2 - 1
+    torch.testing.assert_close(run.field.density(x), trainer.field.density(x).detach())
+
+
+def test_a_newer_checkpoint_version_says_to_upgrade(tmp_path):
+    p = tmp_path / "last.pt"
+    torch.save({"format": "fastdream", "field": {}, "version": 99, "step": 0}, p)
+    with pytest.raises(UserError, match="newer fastdream"):
+        load_checkpoint(p)
