@@ -86,6 +86,7 @@ class Guidance(abc.ABC):
 
     @staticmethod
     def sds_loss(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """0.5·‖x − sg(x − grad)‖²: its gradient w.r.t. x is exactly `grad` (summed over the batch, not averaged)."""
+        """0.5·‖x − sg(x − grad)‖² / B: its gradient w.r.t. x [B,...] is `grad` / B, the batch average, as in
+        threestudio and stable-dreamfusion (a larger batch is a better estimate, not a larger step)."""
         target = (x.float() - grad.float()).detach()
-        return 0.5 * torch.nn.functional.mse_loss(x.float(), target, reduction="sum")
+        return 0.5 * torch.nn.functional.mse_loss(x.float(), target, reduction="sum") / x.shape[0]

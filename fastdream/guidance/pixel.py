@@ -148,9 +148,7 @@ class PixelDiffusionGuidance(Guidance):
         x_t = a.sqrt() * x.detach().float() + (1 - a).sqrt() * noise
         eps_hat = self.predict_noise(x_t, t, cond.to(self.device), uncond.to(self.device), guidance_scale)
         grad = torch.nan_to_num((1 - a) * (eps_hat - noise))
-        target = (x.detach() - grad).to(x.dtype)
-        loss = 0.5 * (x - target).square().sum()  # d loss / d x = x - target = grad
-        out = SDSOutput(loss=loss, t=t, grad_norm=grad.norm().detach())
+        out = SDSOutput(loss=self.sds_loss(x, grad), t=t, grad_norm=grad.norm().detach())
         if hasattr(out, "extras"):
             out.extras.update(model_input=x.detach(), noise=noise, noise_pred=eps_hat)
         return out

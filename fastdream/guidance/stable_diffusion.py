@@ -179,7 +179,9 @@ class StableDiffusionGuidance(Guidance):
         with torch.no_grad():
             x_t = abar.sqrt() * latents.detach().float() + (1 - abar).sqrt() * noise
             noise_pred = self.predict_noise(x_t, t, cond, uncond, guidance_scale)
-            grad = (1 - abar) * (noise_pred - noise)  # NaN stays visible to the trainer's guard
+            # nan_to_num as both references do: a NaN from the fp16/bf16 UNet must not poison the field; NaN in the
+            # renders themselves still reaches the trainer's guard through the loss
+            grad = torch.nan_to_num((1 - abar) * (noise_pred - noise))
         loss = self.sds_loss(latents, grad)
         return SDSOutput(loss=loss, t=t, grad_norm=grad.norm(),
                          extras={"latents": latents, "noise": noise, "noise_pred": noise_pred, "grad": grad,

@@ -3,15 +3,22 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import trimesh
-from tests.helpers.export_fields import AABB, SPHERE_C, density_of, position_albedo, sphere_sdf
 
+from fastdream.checkpoint import LoadedRun
 from fastdream.cli import main
+from fastdream.config import make_config
 from fastdream.errors import UserError
+from fastdream.scene.background import Background
+from fastdream.scene.occupancy import OccupancyGrid
+from fastdream.scene.scene import Scene
+from tests.helpers.export_fields import AABB, SPHERE_C, density_of, position_albedo, sphere_sdf
+from tests.export.test_visibility import _capped_tube
 
 
 class SphereField(torch.nn.Module):
@@ -32,11 +39,17 @@ class SphereField(torch.nn.Module):
         return self._density(x), position_albedo(x), torch.nn.functional.normalize(x - SPHERE_C.to(x), dim=-1)
 
 
+def fake_run(field, path, *overrides: str) -> LoadedRun:
+    """A loaded run around an analytic field: a white background, a 16^3 grid, a config with `overrides`."""
+    config = make_config(prompt="a shape", overrides=list(overrides))
+    scene = Scene(field, OccupancyGrid(AABB, resolution=16), Background("white"),
+                  render_step_size=config.render.render_step_size)
+    return LoadedRun(scene=scene, config=config, step=0, prompt="a shape", run_dir=Path(path))
+
+
 @pytest.fixture
 def run_dir(tmp_path, monkeypatch):
     """A run folder whose loader returns the analytic sphere; any other folder is a UserError like load_run's."""
-    from fastdream.scene.occupancy import OccupancyGrid
-
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "marker").write_text("ok")
@@ -46,11 +59,7 @@ def run_dir(tmp_path, monkeypatch):
 
         if not (Path(path) / "marker").exists():
             raise UserError(f"{path} is not a fastdream run folder")
-        return types.SimpleNamespace(field=SphereField(), grid=OccupancyGrid(AABB, resolution=16),
-                                     background=torch.ones(3),
-                                     config={"camera": {"fovy_range": (40.0, 40.0)},
-                                             "render": {"render_step_size": 0.02}},
-                                     step=0, prompt="a sphere")
+        return fake_run(SphereField(), path, "camera.fovy_range=[40.0, 40.0]", "render.render_step_size=0.02")
 
     fake = types.ModuleType("fastdream.checkpoint")
     fake.load_run = load_run
@@ -125,10 +134,6 @@ def test_missing_or_corrupt_real_run_folder_is_a_user_error(tmp_path, capsys, co
 
 
 def test_export_fills_what_no_training_camera_saw_when_asked(tmp_path, monkeypatch):
-    from test_export_visibility import _capped_tube
-
-    from fastdream.scene.occupancy import OccupancyGrid
-
     tube = density_of(lambda x: _capped_tube(x, open_end="bottom"), 200.0, 0.01)
 
     class TubeField(SphereField):
@@ -139,9 +144,7 @@ def test_export_fills_what_no_training_camera_saw_when_asked(tmp_path, monkeypat
             return tube(x), position_albedo(x)
 
     def load_run(path, device="cpu"):
-        return types.SimpleNamespace(field=TubeField(), grid=OccupancyGrid(AABB, resolution=16),
-                                     background=torch.ones(3), step=0, prompt="a tube",
-                                     config={"camera": {"elevation_range": (-10.0, 45.0)}})
+        return fake_run(TubeField(), path, "camera.elevation_range=[-10.0, 45.0]")
 
     fake = types.ModuleType("fastdream.checkpoint")
     fake.load_run = load_run
