@@ -1,9 +1,10 @@
 // The pybind11 module fastdream._C: each op registers its own functions.
 #include <torch/extension.h>
 
+#include "fastdream/dispatch.h"
+
 namespace fastdream {
 void register_ray_aabb(pybind11::module& m);
-void register_occupancy(pybind11::module& m);
 void register_march(pybind11::module& m);
 void register_composite(pybind11::module& m);
 void register_shade(pybind11::module& m);
@@ -12,13 +13,8 @@ void register_hash_encode(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fastdream compiled kernels (CPU always, CUDA when built with it)";
-#ifdef FASTDREAM_WITH_CUDA
-  m.attr("with_cuda") = true;
-#else
-  m.attr("with_cuda") = false;
-#endif
+  m.attr("with_cuda") = fastdream::kWithCuda;
   fastdream::register_ray_aabb(m);
-  fastdream::register_occupancy(m);
   fastdream::register_march(m);
   fastdream::register_composite(m);
   fastdream::register_shade(m);

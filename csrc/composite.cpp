@@ -1,7 +1,7 @@
 // Torch-facing compositing (composite, render_weights and their backward passes): checks, allocation, dispatch.
-#include "composite.h"
+#include "composite_launchers.h"
 
-#include "fastdream/torch_checks.h"
+#include "fastdream/dispatch.h"
 
 namespace fastdream {
 namespace {
@@ -10,55 +10,33 @@ void check_samples(const at::Tensor& sigmas, const at::Tensor& ts, const at::Ten
                    int64_t n_rays) {
   FD_CHECK_DIM(sigmas, 1);
   const int64_t n = sigmas.size(0);
-  TORCH_CHECK(sigmas.scalar_type() == at::kFloat || (sigmas.scalar_type() == at::kDouble && !sigmas.is_cuda()),
-              "sigmas must be float32 (or float64 on the CPU), got ", sigmas.scalar_type(), " on ", sigmas.device());
-  TORCH_CHECK(ts.dim() == 1 && ts.size(0) == n, "t_starts must have shape [", n, "], got ", ts.sizes());
-  TORCH_CHECK(te.dim() == 1 && te.size(0) == n, "t_ends must have shape [", n, "], got ", te.sizes());
-  TORCH_CHECK(ray.dim() == 1 && ray.size(0) == n, "ray_indices must have shape [", n, "], got ", ray.sizes());
-  FD_CHECK_DTYPE(ts, sigmas.scalar_type());
-  FD_CHECK_DTYPE(te, sigmas.scalar_type());
-  FD_CHECK_DTYPE(ray, at::kLong);
-  FD_CHECK_SAME_DEVICE(sigmas, ts);
-  FD_CHECK_SAME_DEVICE(sigmas, te);
-  FD_CHECK_SAME_DEVICE(sigmas, ray);
+  check_float_or_cpu_double(sigmas, "sigmas");
   FD_CHECK_CONTIGUOUS(sigmas);
-  FD_CHECK_CONTIGUOUS(ts);
-  FD_CHECK_CONTIGUOUS(te);
+  check_like(ts, "t_starts", sigmas, "sigmas", {n});
+  check_like(te, "t_ends", sigmas, "sigmas", {n});
+  TORCH_CHECK(ray.dim() == 1 && ray.size(0) == n, "ray_indices must have shape [", n, "], got ", ray.sizes());
+  FD_CHECK_DTYPE(ray, at::kLong);
+  FD_CHECK_SAME_DEVICE(sigmas, ray);
   FD_CHECK_CONTIGUOUS(ray);
   TORCH_CHECK(n_rays >= 0, "n_rays must be >= 0, got ", n_rays);
 }
 
-void check_like(const at::Tensor& x, const char* name, const at::Tensor& ref, at::IntArrayRef shape) {
-  TORCH_CHECK(x.sizes() == shape, name, " must have shape ", shape, ", got ", x.sizes());
-  TORCH_CHECK(x.scalar_type() == ref.scalar_type(), name, " must be ", ref.scalar_type(), ", got ", x.scalar_type());
-  TORCH_CHECK(x.device() == ref.device(), name, " is on ", x.device(), " but sigmas is on ", ref.device());
-  TORCH_CHECK(x.is_contiguous(), name, " must be contiguous");
-}
+// Each ray's [begin, end) in the packed samples; both kernels of an op read them.
+struct Segments {
+  at::Tensor begin, end;
+  const int64_t* b() const { return begin.data_ptr<int64_t>(); }
+  const int64_t* e() const { return end.data_ptr<int64_t>(); }
+};
 
-std::pair<at::Tensor, at::Tensor> segments(const at::Tensor& ray, int64_t n_rays) {
-  auto b = at::zeros({n_rays}, ray.options());
-  auto e = at::zeros({n_rays}, ray.options());
-  if (ray.is_cuda()) {
-#ifdef FASTDREAM_WITH_CUDA
-    check_launch(ray_segments_cuda(ray.data_ptr<int64_t>(), ray.numel(), n_rays, b.data_ptr<int64_t>(),
-                                   e.data_ptr<int64_t>(), current_stream_ptr()),
-                 "ray_segments");
-#else
-    no_cuda_kernels("composite");
-#endif
-  } else {
-    ray_segments_cpu(ray.data_ptr<int64_t>(), ray.numel(), n_rays, b.data_ptr<int64_t>(), e.data_ptr<int64_t>());
-  }
-  return {b, e};
+Segments segments(const at::Tensor& ray, int64_t n_rays) {
+  Segments s{at::zeros({n_rays}, ray.options()), at::zeros({n_rays}, ray.options())};
+  int64_t* b = s.begin.data_ptr<int64_t>();
+  int64_t* e = s.end.data_ptr<int64_t>();
+  dispatch(
+      ray, "ray_segments", [&] { ray_segments_cpu(ray.data_ptr<int64_t>(), ray.numel(), n_rays, b, e); },
+      FD_CUDA(return ray_segments_cuda(ray.data_ptr<int64_t>(), ray.numel(), n_rays, b, e, stream);));
+  return s;
 }
-
-#ifdef FASTDREAM_WITH_CUDA
-#define FD_DEVICE_GUARD(x) \
-  c10::cuda::OptionalCUDAGuard fd_guard_; \
-  if ((x).is_cuda()) fd_guard_.set_device((x).device())
-#else
-#define FD_DEVICE_GUARD(x) (void)0
-#endif
 
 template <typename T>
 T* ptr_or_null(const c10::optional<at::Tensor>& t) {
@@ -73,35 +51,34 @@ std::vector<at::Tensor> composite_forward(const at::Tensor& sigmas, const c10::o
                                           int64_t n_rays, double thre, bool with_weights) {
   check_samples(sigmas, ts, te, ray, n_rays);
   const int64_t n = sigmas.size(0);
-  if (rgbs.has_value()) check_like(*rgbs, "rgbs", sigmas, {n, 3});
+  if (rgbs.has_value()) check_like(*rgbs, "rgbs", sigmas, "sigmas", {n, 3});
   auto opts = sigmas.options();
   auto color = rgbs.has_value() ? at::zeros({n_rays, 3}, opts) : at::zeros({0, 3}, opts);
   auto opacity = at::zeros({n_rays}, opts);
   auto depth = at::zeros({n_rays}, opts);
   auto weights = with_weights ? at::zeros({n}, opts) : at::zeros({0}, opts);
-  FD_DEVICE_GUARD(sigmas);
-  auto seg = segments(ray, n_rays);
-  if (sigmas.is_cuda()) {
-#ifdef FASTDREAM_WITH_CUDA
-    check_launch(composite_forward_cuda(seg.first.data_ptr<int64_t>(), seg.second.data_ptr<int64_t>(), n_rays,
-                                        ray.data_ptr<int64_t>(), sigmas.data_ptr<float>(), ptr_or_null<float>(rgbs),
-                                        ts.data_ptr<float>(), te.data_ptr<float>(), static_cast<float>(thre),
-                                        with_weights ? weights.data_ptr<float>() : nullptr,
-                                        rgbs.has_value() ? color.data_ptr<float>() : nullptr,
-                                        opacity.data_ptr<float>(), depth.data_ptr<float>(), current_stream_ptr()),
-                 "composite_forward");
-#endif
-  } else {
-    AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_forward", [&] {
-      composite_forward_cpu<scalar_t>(seg.first.data_ptr<int64_t>(), seg.second.data_ptr<int64_t>(), n_rays,
-                                      ray.data_ptr<int64_t>(), sigmas.data_ptr<scalar_t>(),
-                                      ptr_or_null<scalar_t>(rgbs), ts.data_ptr<scalar_t>(),
-                                      te.data_ptr<scalar_t>(), static_cast<scalar_t>(thre),
-                                      with_weights ? weights.data_ptr<scalar_t>() : nullptr,
-                                      rgbs.has_value() ? color.data_ptr<scalar_t>() : nullptr,
-                                      opacity.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>());
-    });
-  }
+  // Segments are built inside each branch, so a CPU-only build names this op when given CUDA tensors.
+  dispatch(
+      sigmas, "composite_forward",
+      [&] {
+        const Segments seg = segments(ray, n_rays);
+        AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_forward", [&] {
+          composite_forward_cpu<scalar_t>(seg.b(), seg.e(), n_rays, ray.data_ptr<int64_t>(),
+                                          sigmas.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(rgbs),
+                                          ts.data_ptr<scalar_t>(), te.data_ptr<scalar_t>(),
+                                          static_cast<scalar_t>(thre),
+                                          with_weights ? weights.data_ptr<scalar_t>() : nullptr,
+                                          rgbs.has_value() ? color.data_ptr<scalar_t>() : nullptr,
+                                          opacity.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>());
+        });
+      },
+      FD_CUDA(const Segments seg = segments(ray, n_rays);
+              return composite_forward_cuda(seg.b(), seg.e(), n_rays, ray.data_ptr<int64_t>(),
+                                            sigmas.data_ptr<float>(), ptr_or_null<float>(rgbs),
+                                            ts.data_ptr<float>(), te.data_ptr<float>(), static_cast<float>(thre),
+                                            with_weights ? weights.data_ptr<float>() : nullptr,
+                                            rgbs.has_value() ? color.data_ptr<float>() : nullptr,
+                                            opacity.data_ptr<float>(), depth.data_ptr<float>(), stream);));
   return {color, opacity, depth, weights};
 }
 
@@ -114,38 +91,35 @@ std::vector<at::Tensor> composite_backward(const at::Tensor& g_color, const at::
   const int64_t n_rays = opacity.size(0);
   check_samples(sigmas, ts, te, ray, n_rays);
   const int64_t n = sigmas.size(0);
-  check_like(rgbs, "rgbs", sigmas, {n, 3});
-  check_like(color, "colors", sigmas, {n_rays, 3});
-  check_like(opacity, "opacities", sigmas, {n_rays});
-  check_like(depth, "depths", sigmas, {n_rays});
-  check_like(g_color, "grad_colors", sigmas, {n_rays, 3});
-  check_like(g_opacity, "grad_opacities", sigmas, {n_rays});
-  check_like(g_depth, "grad_depths", sigmas, {n_rays});
+  check_like(rgbs, "rgbs", sigmas, "sigmas", {n, 3});
+  check_like(color, "colors", sigmas, "sigmas", {n_rays, 3});
+  check_like(opacity, "opacities", sigmas, "sigmas", {n_rays});
+  check_like(depth, "depths", sigmas, "sigmas", {n_rays});
+  check_like(g_color, "grad_colors", sigmas, "sigmas", {n_rays, 3});
+  check_like(g_opacity, "grad_opacities", sigmas, "sigmas", {n_rays});
+  check_like(g_depth, "grad_depths", sigmas, "sigmas", {n_rays});
   auto grad_sigmas = at::zeros_like(sigmas);
   auto grad_rgbs = at::zeros_like(rgbs);
-  FD_DEVICE_GUARD(sigmas);
-  auto seg = segments(ray, n_rays);
-  if (sigmas.is_cuda()) {
-#ifdef FASTDREAM_WITH_CUDA
-    check_launch(composite_backward_cuda(seg.first.data_ptr<int64_t>(), seg.second.data_ptr<int64_t>(), n_rays,
-                                         ray.data_ptr<int64_t>(), sigmas.data_ptr<float>(), rgbs.data_ptr<float>(),
-                                         ts.data_ptr<float>(), te.data_ptr<float>(), static_cast<float>(thre),
-                                         color.data_ptr<float>(), opacity.data_ptr<float>(), depth.data_ptr<float>(),
-                                         g_color.data_ptr<float>(), g_opacity.data_ptr<float>(),
-                                         g_depth.data_ptr<float>(), grad_sigmas.data_ptr<float>(),
-                                         grad_rgbs.data_ptr<float>(), current_stream_ptr()),
-                 "composite_backward");
-#endif
-  } else {
-    AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_backward", [&] {
-      composite_backward_cpu<scalar_t>(
-          seg.first.data_ptr<int64_t>(), seg.second.data_ptr<int64_t>(), n_rays, ray.data_ptr<int64_t>(),
-          sigmas.data_ptr<scalar_t>(), rgbs.data_ptr<scalar_t>(), ts.data_ptr<scalar_t>(), te.data_ptr<scalar_t>(),
-          static_cast<scalar_t>(thre), color.data_ptr<scalar_t>(), opacity.data_ptr<scalar_t>(),
-          depth.data_ptr<scalar_t>(), g_color.data_ptr<scalar_t>(), g_opacity.data_ptr<scalar_t>(),
-          g_depth.data_ptr<scalar_t>(), grad_sigmas.data_ptr<scalar_t>(), grad_rgbs.data_ptr<scalar_t>());
-    });
-  }
+  dispatch(
+      sigmas, "composite_backward",
+      [&] {
+        const Segments seg = segments(ray, n_rays);
+        AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_backward", [&] {
+          composite_backward_cpu<scalar_t>(
+              seg.b(), seg.e(), n_rays, ray.data_ptr<int64_t>(), sigmas.data_ptr<scalar_t>(),
+              rgbs.data_ptr<scalar_t>(), ts.data_ptr<scalar_t>(), te.data_ptr<scalar_t>(),
+              static_cast<scalar_t>(thre), color.data_ptr<scalar_t>(), opacity.data_ptr<scalar_t>(),
+              depth.data_ptr<scalar_t>(), g_color.data_ptr<scalar_t>(), g_opacity.data_ptr<scalar_t>(),
+              g_depth.data_ptr<scalar_t>(), grad_sigmas.data_ptr<scalar_t>(), grad_rgbs.data_ptr<scalar_t>());
+        });
+      },
+      FD_CUDA(const Segments seg = segments(ray, n_rays);
+              return composite_backward_cuda(
+                  seg.b(), seg.e(), n_rays, ray.data_ptr<int64_t>(), sigmas.data_ptr<float>(), rgbs.data_ptr<float>(),
+                  ts.data_ptr<float>(), te.data_ptr<float>(), static_cast<float>(thre), color.data_ptr<float>(),
+                  opacity.data_ptr<float>(), depth.data_ptr<float>(), g_color.data_ptr<float>(),
+                  g_opacity.data_ptr<float>(), g_depth.data_ptr<float>(), grad_sigmas.data_ptr<float>(),
+                  grad_rgbs.data_ptr<float>(), stream);));
   return {grad_sigmas, grad_rgbs};
 }
 
@@ -154,29 +128,26 @@ at::Tensor render_weights_backward(const at::Tensor& g_weights, const at::Tensor
                                    double thre) {
   check_samples(sigmas, ts, te, ray, n_rays);
   const int64_t n = sigmas.size(0);
-  check_like(weights, "weights", sigmas, {n});
-  check_like(g_weights, "grad_weights", sigmas, {n});
+  check_like(weights, "weights", sigmas, "sigmas", {n});
+  check_like(g_weights, "grad_weights", sigmas, "sigmas", {n});
   auto grad_sigmas = at::zeros_like(sigmas);
-  FD_DEVICE_GUARD(sigmas);
-  auto seg = segments(ray, n_rays);
-  if (sigmas.is_cuda()) {
-#ifdef FASTDREAM_WITH_CUDA
-    check_launch(weights_backward_cuda(seg.first.data_ptr<int64_t>(), seg.second.data_ptr<int64_t>(), n_rays,
-                                       ray.data_ptr<int64_t>(), sigmas.data_ptr<float>(), ts.data_ptr<float>(),
-                                       te.data_ptr<float>(), static_cast<float>(thre), weights.data_ptr<float>(),
-                                       g_weights.data_ptr<float>(), grad_sigmas.data_ptr<float>(),
-                                       current_stream_ptr()),
-                 "render_weights_backward");
-#endif
-  } else {
-    AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "render_weights_backward", [&] {
-      weights_backward_cpu<scalar_t>(seg.first.data_ptr<int64_t>(), seg.second.data_ptr<int64_t>(), n_rays,
-                                     ray.data_ptr<int64_t>(), sigmas.data_ptr<scalar_t>(), ts.data_ptr<scalar_t>(),
-                                     te.data_ptr<scalar_t>(), static_cast<scalar_t>(thre),
-                                     weights.data_ptr<scalar_t>(), g_weights.data_ptr<scalar_t>(),
-                                     grad_sigmas.data_ptr<scalar_t>());
-    });
-  }
+  dispatch(
+      sigmas, "render_weights_backward",
+      [&] {
+        const Segments seg = segments(ray, n_rays);
+        AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "render_weights_backward", [&] {
+          weights_backward_cpu<scalar_t>(seg.b(), seg.e(), n_rays, ray.data_ptr<int64_t>(),
+                                         sigmas.data_ptr<scalar_t>(), ts.data_ptr<scalar_t>(),
+                                         te.data_ptr<scalar_t>(), static_cast<scalar_t>(thre),
+                                         weights.data_ptr<scalar_t>(), g_weights.data_ptr<scalar_t>(),
+                                         grad_sigmas.data_ptr<scalar_t>());
+        });
+      },
+      FD_CUDA(const Segments seg = segments(ray, n_rays);
+              return weights_backward_cuda(seg.b(), seg.e(), n_rays, ray.data_ptr<int64_t>(),
+                                           sigmas.data_ptr<float>(), ts.data_ptr<float>(), te.data_ptr<float>(),
+                                           static_cast<float>(thre), weights.data_ptr<float>(),
+                                           g_weights.data_ptr<float>(), grad_sigmas.data_ptr<float>(), stream);));
   return grad_sigmas;
 }
 

@@ -1,4 +1,4 @@
-#include "composite.h"
+#include "composite_launchers.h"
 
 #include <ATen/Parallel.h>
 

@@ -1,7 +1,7 @@
 // Torch-facing hash_encode: checks, allocation, dispatch to the CPU or CUDA kernels.
-#include "hash_encode.h"
+#include "hash_encode_launchers.h"
 
-#include "fastdream/torch_checks.h"
+#include "fastdream/dispatch.h"
 
 namespace fastdream {
 namespace {
@@ -72,21 +72,17 @@ at::Tensor hash_encode_forward(const at::Tensor& x, const at::Tensor& params, co
   const int64_t n = x.size(0);
   auto out = at::empty({n, lv.n_levels * n_features}, x.options());
   if (n == 0) return out;
-  if (x.is_cuda()) {
-#ifdef FASTDREAM_WITH_CUDA
-    const c10::cuda::CUDAGuard guard(x.device());
-    check_launch(hash_encode_forward_cuda(x.data_ptr<float>(), params.data_ptr(), params.scalar_type() == at::kHalf,
-                                          n, lv, out.data_ptr<float>(), current_stream_ptr()),
-                 "hash_encode_forward");
-#else
-    no_cuda_kernels("hash_encode_forward");
-#endif
-  } else {
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hash_encode_forward", [&] {
-      hash_encode_forward_cpu<scalar_t>(x.data_ptr<scalar_t>(), params.data_ptr<scalar_t>(), n, lv,
-                                        out.data_ptr<scalar_t>());
-    });
-  }
+  dispatch(
+      x, "hash_encode_forward",
+      [&] {
+        AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hash_encode_forward", [&] {
+          hash_encode_forward_cpu<scalar_t>(x.data_ptr<scalar_t>(), params.data_ptr<scalar_t>(), n, lv,
+                                            out.data_ptr<scalar_t>());
+        });
+      },
+      FD_CUDA(return hash_encode_forward_cuda(x.data_ptr<float>(), params.data_ptr(),
+                                              params.scalar_type() == at::kHalf, n, lv, out.data_ptr<float>(),
+                                              stream);));
   return out;
 }
 
@@ -98,34 +94,24 @@ std::vector<at::Tensor> hash_encode_backward(const at::Tensor& grad_out, const a
   check_inputs(x, params);
   const HashLevels lv = make_levels(level_meta, level_scale, n_features, params.numel());
   const int64_t n = x.size(0);
-  FD_CHECK_DIM(grad_out, 2);
-  TORCH_CHECK(grad_out.size(0) == n && grad_out.size(1) == lv.n_levels * n_features, "grad_out must have shape [", n,
-              ", ", lv.n_levels * n_features, "], got ", grad_out.sizes());
-  FD_CHECK_DTYPE(grad_out, x.scalar_type());
-  FD_CHECK_CONTIGUOUS(grad_out);
-  FD_CHECK_SAME_DEVICE(grad_out, x);
+  check_like(grad_out, "grad_out", x, "x", {n, lv.n_levels * n_features});
   at::Tensor grad_params = need_params ? at::zeros({params.numel()}, x.options()) : at::empty({0}, x.options());
   at::Tensor grad_x = need_x ? at::zeros({n, 3}, x.options()) : at::empty({0}, x.options());
   if (n == 0 || (!need_params && !need_x)) return {grad_params, grad_x};
-  if (x.is_cuda()) {
-#ifdef FASTDREAM_WITH_CUDA
-    const c10::cuda::CUDAGuard guard(x.device());
-    check_launch(hash_encode_backward_cuda(grad_out.data_ptr<float>(), x.data_ptr<float>(), params.data_ptr(),
-                                           params.scalar_type() == at::kHalf, n, lv,
-                                           need_params ? grad_params.data_ptr<float>() : nullptr,
-                                           need_x ? grad_x.data_ptr<float>() : nullptr, current_stream_ptr()),
-                 "hash_encode_backward");
-#else
-    no_cuda_kernels("hash_encode_backward");
-#endif
-  } else {
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hash_encode_backward", [&] {
-      hash_encode_backward_cpu<scalar_t>(grad_out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                                         params.data_ptr<scalar_t>(), n, lv,
-                                         need_params ? grad_params.data_ptr<scalar_t>() : nullptr,
-                                         need_x ? grad_x.data_ptr<scalar_t>() : nullptr);
-    });
-  }
+  dispatch(
+      x, "hash_encode_backward",
+      [&] {
+        AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hash_encode_backward", [&] {
+          hash_encode_backward_cpu<scalar_t>(grad_out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+                                             params.data_ptr<scalar_t>(), n, lv,
+                                             need_params ? grad_params.data_ptr<scalar_t>() : nullptr,
+                                             need_x ? grad_x.data_ptr<scalar_t>() : nullptr);
+        });
+      },
+      FD_CUDA(return hash_encode_backward_cuda(grad_out.data_ptr<float>(), x.data_ptr<float>(), params.data_ptr(),
+                                               params.scalar_type() == at::kHalf, n, lv,
+                                               need_params ? grad_params.data_ptr<float>() : nullptr,
+                                               need_x ? grad_x.data_ptr<float>() : nullptr, stream);));
   return {grad_params, grad_x};
 }
 

@@ -1,4 +1,4 @@
-#include "hash_encode.h"
+#include "hash_encode_launchers.h"
 
 #include <ATen/Parallel.h>
 

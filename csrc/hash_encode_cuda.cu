@@ -1,7 +1,7 @@
 // Hash-grid encoding CUDA kernels: one thread per (point, level), level = blockIdx.y so a block's
 // threads share one level's table; a corner's F features are one vector load; gradients w.r.t. the
 // table accumulate in fp32 with atomics.
-#include "hash_encode.h"
+#include "hash_encode_launchers.h"
 
 #include <cuda_fp16.h>
 

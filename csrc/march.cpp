@@ -1,23 +1,16 @@
 // Torch-facing occupancy-grid marcher: checks, allocation, dispatch, register_march.
-#include "march.h"
+#include "march_launchers.h"
 
 #include <cmath>
 
-#include "fastdream/torch_checks.h"
+#include "fastdream/dispatch.h"
 
 namespace fastdream {
+namespace {
 
-// Returns (ray_indices [N] int64, t_starts [N], t_ends [N], counts [R] int64). capacity < 0: exact mode, N = the
-// number of samples (one host sync to read it). capacity >= 0: N = capacity, no host sync; slots past the samples
-// are padding (ray index -1, t_start = t_end = 0), and samples past the capacity are dropped (nearest kept).
-std::vector<at::Tensor> march(const at::Tensor& rays_o, const at::Tensor& rays_d,
-                              const c10::optional<at::Tensor>& jitter, const at::Tensor& bits,
-                              const std::vector<double>& aabb, int64_t levels, int64_t res, double near_plane,
-                              double far_plane, double step, double cone_angle, int64_t capacity) {
-  check_rays(rays_o, rays_d);
-  FD_CHECK_DTYPE(bits, at::kByte);
-  FD_CHECK_SAME_DEVICE(rays_o, bits);
-  FD_CHECK_CONTIGUOUS(bits);
+// Validates the grid arguments and builds the kernels' parameters (capacity is set after the count pass).
+MarchParams make_params(const at::Tensor& bits, const std::vector<double>& aabb, int64_t levels, int64_t res,
+                        double near_plane, double far_plane, double step, double cone_angle) {
   TORCH_CHECK(levels >= 1 && levels <= 16, "levels must be in [1, 16], got ", levels);
   TORCH_CHECK(res >= 1 && res <= 1024, "resolution must be in [1, 1024], got ", res);
   TORCH_CHECK(aabb.size() == 6, "aabb must have 6 values, got ", aabb.size());
@@ -34,13 +27,6 @@ std::vector<at::Tensor> march(const at::Tensor& rays_o, const at::Tensor& rays_d
   const int64_t level_bits = p2 * p2 * p2;
   TORCH_CHECK(bits.numel() == levels * level_bits / 8, "bits must hold levels * P^3 / 8 = ", levels * level_bits / 8,
               " bytes (P = resolution rounded up to a power of two), got ", bits.numel());
-  if (jitter.has_value()) {
-    FD_CHECK_DTYPE((*jitter), at::kFloat);
-    FD_CHECK_SAME_DEVICE(rays_o, (*jitter));
-    FD_CHECK_CONTIGUOUS((*jitter));
-    TORCH_CHECK(jitter->dim() == 1 && jitter->size(0) == rays_o.size(0), "jitter must have shape [", rays_o.size(0),
-                "], got ", jitter->sizes());
-  }
 
   MarchParams p;
   for (int a = 0; a < 3; ++a) {
@@ -58,28 +44,37 @@ std::vector<at::Tensor> march(const at::Tensor& rays_o, const at::Tensor& rays_d
   p.far_plane = static_cast<float>(far_plane);
   p.step = static_cast<float>(step);
   p.cone_angle = static_cast<float>(cone_angle);
+  return p;
+}
 
+}  // namespace
+
+// Returns (ray_indices [N] int64, t_starts [N], t_ends [N], counts [R] int64). capacity < 0: exact mode, N = the
+// number of samples (one host sync to read it). capacity >= 0: N = capacity, no host sync; slots past the samples
+// are padding (ray index -1, t_start = t_end = 0), and samples past the capacity are dropped (nearest kept).
+std::vector<at::Tensor> march(const at::Tensor& rays_o, const at::Tensor& rays_d,
+                              const c10::optional<at::Tensor>& jitter, const at::Tensor& bits,
+                              const std::vector<double>& aabb, int64_t levels, int64_t res, double near_plane,
+                              double far_plane, double step, double cone_angle, int64_t capacity) {
+  check_rays(rays_o, rays_d);
+  FD_CHECK_DTYPE(bits, at::kByte);
+  FD_CHECK_SAME_DEVICE(rays_o, bits);
+  FD_CHECK_CONTIGUOUS(bits);
+  MarchParams p = make_params(bits, aabb, levels, res, near_plane, far_plane, step, cone_angle);
   const int64_t n = rays_o.size(0);
+  if (jitter.has_value()) check_like(*jitter, "jitter", rays_o, "rays_o", {n});
+
   const auto opts = rays_o.options();
+  const float* o = rays_o.data_ptr<float>();
+  const float* d = rays_d.data_ptr<float>();
   const float* jit = jitter.has_value() ? jitter->data_ptr<float>() : nullptr;
+  const uint8_t* occ = bits.data_ptr<uint8_t>();
   auto counts = at::empty({n}, opts.dtype(at::kLong));
-  const bool cuda = rays_o.is_cuda();
-#ifdef FASTDREAM_WITH_CUDA
-  c10::cuda::OptionalCUDAGuard guard;
-  if (cuda) guard.set_device(rays_o.device());
-#endif
-  if (cuda) {
-#ifdef FASTDREAM_WITH_CUDA
-    check_launch(march_count_cuda(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), jit, n, p,
-                                  bits.data_ptr<uint8_t>(), counts.data_ptr<int64_t>(), current_stream_ptr()),
-                 "march_count");
-#else
-    no_cuda_kernels("march");
-#endif
-  } else {
-    march_count_cpu(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), jit, n, p, bits.data_ptr<uint8_t>(),
-                    counts.data_ptr<int64_t>());
-  }
+  int64_t* cnt = counts.data_ptr<int64_t>();
+  dispatch(
+      rays_o, "march_count", [&] { march_count_cpu(o, d, jit, n, p, occ, cnt); },
+      FD_CUDA(return march_count_cuda(o, d, jit, n, p, occ, cnt, stream);));
+
   auto inclusive = at::cumsum(counts, 0);
   auto offsets = inclusive - counts;
   if (capacity < 0) capacity = n > 0 ? inclusive[n - 1].item<int64_t>() : 0;
@@ -87,18 +82,13 @@ std::vector<at::Tensor> march(const at::Tensor& rays_o, const at::Tensor& rays_d
   auto ray_out = at::full({capacity}, -1, opts.dtype(at::kLong));
   auto ts = at::zeros({capacity}, opts);
   auto te = at::zeros({capacity}, opts);
-  if (cuda) {
-#ifdef FASTDREAM_WITH_CUDA
-    check_launch(march_fill_cuda(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), jit, n, p,
-                                 bits.data_ptr<uint8_t>(), offsets.data_ptr<int64_t>(), ray_out.data_ptr<int64_t>(),
-                                 ts.data_ptr<float>(), te.data_ptr<float>(), current_stream_ptr()),
-                 "march_fill");
-#endif
-  } else {
-    march_fill_cpu(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), jit, n, p, bits.data_ptr<uint8_t>(),
-                   offsets.data_ptr<int64_t>(), ray_out.data_ptr<int64_t>(), ts.data_ptr<float>(),
-                   te.data_ptr<float>());
-  }
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  int64_t* ray = ray_out.data_ptr<int64_t>();
+  float* t0 = ts.data_ptr<float>();
+  float* t1 = te.data_ptr<float>();
+  dispatch(
+      rays_o, "march_fill", [&] { march_fill_cpu(o, d, jit, n, p, occ, off, ray, t0, t1); },
+      FD_CUDA(return march_fill_cuda(o, d, jit, n, p, occ, off, ray, t0, t1, stream);));
   return {ray_out, ts, te, counts};
 }
 

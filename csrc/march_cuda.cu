@@ -1,4 +1,4 @@
-#include "march.h"
+#include "march_launchers.h"
 
 #include "fastdream/cuda_launch.h"
 

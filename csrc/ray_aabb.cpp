@@ -1,7 +1,7 @@
 // Torch-facing ray_aabb_intersect: checks, allocation, dispatch.
-#include "ray_aabb.h"
+#include "ray_aabb_launchers.h"
 
-#include "fastdream/torch_checks.h"
+#include "fastdream/dispatch.h"
 
 namespace fastdream {
 
@@ -18,20 +18,15 @@ std::vector<at::Tensor> ray_aabb_intersect(const at::Tensor& rays_o, const at::T
   auto t_near = at::empty({n}, rays_o.options());
   auto t_far = at::empty({n}, rays_o.options());
   auto hit = at::empty({n}, rays_o.options().dtype(at::kBool));
-  if (rays_o.is_cuda()) {
-#ifdef FASTDREAM_WITH_CUDA
-    const c10::cuda::CUDAGuard guard(rays_o.device());
-    check_launch(ray_aabb_intersect_cuda(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), aabb.data_ptr<float>(),
-                                         n, t_near.data_ptr<float>(), t_far.data_ptr<float>(), hit.data_ptr<bool>(),
-                                         current_stream_ptr()),
-                 "ray_aabb_intersect");
-#else
-    no_cuda_kernels("ray_aabb_intersect");
-#endif
-  } else {
-    ray_aabb_intersect_cpu(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), aabb.data_ptr<float>(), n,
-                           t_near.data_ptr<float>(), t_far.data_ptr<float>(), hit.data_ptr<bool>());
-  }
+  dispatch(
+      rays_o, "ray_aabb_intersect",
+      [&] {
+        ray_aabb_intersect_cpu(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), aabb.data_ptr<float>(), n,
+                               t_near.data_ptr<float>(), t_far.data_ptr<float>(), hit.data_ptr<bool>());
+      },
+      FD_CUDA(return ray_aabb_intersect_cuda(rays_o.data_ptr<float>(), rays_d.data_ptr<float>(),
+                                             aabb.data_ptr<float>(), n, t_near.data_ptr<float>(),
+                                             t_far.data_ptr<float>(), hit.data_ptr<bool>(), stream);));
   return {t_near, t_far, hit};
 }
 

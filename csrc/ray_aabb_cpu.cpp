@@ -1,4 +1,4 @@
-#include "ray_aabb.h"
+#include "ray_aabb_launchers.h"
 
 #include <ATen/Parallel.h>
 

@@ -1,4 +1,4 @@
-#include "ray_aabb.h"
+#include "ray_aabb_launchers.h"
 
 #include "fastdream/cuda_launch.h"
 #include "fastdream/ray_aabb.h"

@@ -1,4 +1,4 @@
-#include "shade.h"
+#include "shade_launchers.h"
 
 #include <ATen/Parallel.h>
 

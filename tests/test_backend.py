@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +25,33 @@ def test_source_list_is_complete_and_exists():
     assert on_disk == set(cpp + cu)
 
 
+def _with_local_includes(path: Path) -> set[Path]:
+    """path and every project header it includes, transitively."""
+    seen, todo = set(), [path]
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        for name in re.findall(r'#include "([^"]+)"', p.read_text()):
+            todo += [d / name for d in (REPO / "csrc", REPO / "csrc" / "include") if (d / name).is_file()]
+    return seen
+
+
 def test_cu_files_do_not_include_torch_headers():
+    # nvcc stays fast only if no .cu file reaches torch, also through our own headers
     for cu in (REPO / "csrc").glob("*.cu"):
-        text = cu.read_text()
-        assert "torch/extension.h" not in text and "ATen/" not in text, cu.name
+        for path in _with_local_includes(cu):
+            text = path.read_text()
+            assert "torch/extension.h" not in text and "ATen/" not in text, (cu.name, path.name)
+
+
+def test_one_dispatch_path_and_unique_header_names():
+    headers = [p.name for p in (REPO / "csrc").rglob("*.h")]
+    assert len(headers) == len(set(headers)), sorted(headers)
+    # ops reach CUDA only through fastdream/dispatch.h, so the build switch is tested there alone
+    guarded = {p.name for p in (REPO / "csrc").rglob("*.*") if "FASTDREAM_WITH_CUDA" in p.read_text()}
+    assert guarded == {"dispatch.h"}
 
 
 def test_extension_loads_and_reports_cuda_flag():

@@ -1,12 +1,7 @@
-// Tensor checks and CUDA-stream glue for the torch-facing .cpp files (never included by .cu files).
+// Tensor checks for the torch-facing .cpp files (never included by .cu files).
 #pragma once
 
 #include <torch/extension.h>
-
-#ifdef FASTDREAM_WITH_CUDA
-#include <c10/cuda/CUDAStream.h>  // not ATen/cuda/CUDAContext.h: that one needs the cuSPARSE/cuBLAS headers
-#include <c10/cuda/CUDAGuard.h>
-#endif
 
 // Each check names the argument, so a user sees which input was wrong.
 #define FD_CHECK_DTYPE(x, dt) \
@@ -19,20 +14,6 @@
   TORCH_CHECK((x).device() == (y).device(), #x " is on ", (x).device(), " but " #y " is on ", (y).device())
 
 namespace fastdream {
-
-// The stream the CUDA launchers run on, as void* so launcher headers need no CUDA types.
-inline void* current_stream_ptr() {
-#ifdef FASTDREAM_WITH_CUDA
-  return static_cast<void*>(c10::cuda::getCurrentCUDAStream().stream());
-#else
-  return nullptr;
-#endif
-}
-
-// Launchers return nullptr on success, or the CUDA error text.
-inline void check_launch(const char* err, const char* op) {
-  TORCH_CHECK(err == nullptr, "fastdream: CUDA kernel ", op, " failed: ", err ? err : "");
-}
 
 // rays_o, rays_d: [R, 3] float32, contiguous, on one device (what every ray op takes).
 inline void check_rays(const at::Tensor& rays_o, const at::Tensor& rays_d) {
@@ -47,9 +28,19 @@ inline void check_rays(const at::Tensor& rays_o, const at::Tensor& rays_d) {
   FD_CHECK_CONTIGUOUS(rays_d);
 }
 
-[[noreturn]] inline void no_cuda_kernels(const char* op) {
-  TORCH_CHECK(false, "fastdream: ", op, " got CUDA tensors but fastdream._C was built without CUDA kernels; "
-              "reinstall with a CUDA toolkit (FASTDREAM_BUILD_CUDA=1) or move the inputs to the CPU");
+// x must match ref in dtype and device, be contiguous and have `shape` (outputs, gradients, per-ray inputs).
+inline void check_like(const at::Tensor& x, const char* name, const at::Tensor& ref, const char* ref_name,
+                       at::IntArrayRef shape) {
+  TORCH_CHECK(x.sizes() == shape, name, " must have shape ", shape, ", got ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == ref.scalar_type(), name, " must be ", ref.scalar_type(), ", got ", x.scalar_type());
+  TORCH_CHECK(x.device() == ref.device(), name, " is on ", x.device(), " but ", ref_name, " is on ", ref.device());
+  TORCH_CHECK(x.is_contiguous(), name, " must be contiguous");
+}
+
+// The CPU kernels also run in float64 (for gradcheck); the CUDA kernels are float32 only.
+inline void check_float_or_cpu_double(const at::Tensor& x, const char* name) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat || (x.scalar_type() == at::kDouble && !x.is_cuda()), name,
+              " must be float32 (or float64 on the CPU), got ", x.scalar_type(), " on ", x.device());
 }
 
 }  // namespace fastdream

@@ -15,7 +15,8 @@ template <typename T>
 void hash_encode_backward_cpu(const T* grad_out, const T* x, const T* params, int64_t n, const HashLevels& levels,
                               T* grad_params, T* grad_x);
 
-#ifdef FASTDREAM_WITH_CUDA
+// CUDA launchers, defined only in the .cu files: call them inside FD_CUDA (fastdream/dispatch.h), which drops
+// them from CPU-only builds. They return nullptr or the CUDA error text.
 // float32 positions, float32 or float16 (half_params) tables; outputs and gradients float32.
 const char* hash_encode_forward_cuda(const float* x, const void* params, bool half_params, int64_t n,
                                      const HashLevels& levels, float* out, void* stream);
@@ -23,6 +24,5 @@ const char* hash_encode_forward_cuda(const float* x, const void* params, bool ha
 const char* hash_encode_backward_cuda(const float* grad_out, const float* x, const void* params, bool half_params,
                                       int64_t n, const HashLevels& levels, float* grad_params, float* grad_x,
                                       void* stream);
-#endif
 
 }  // namespace fastdream

@@ -16,12 +16,12 @@ void march_fill_cpu(const float* rays_o, const float* rays_d, const float* jitte
                     const MarchParams& p, const uint8_t* bits, const int64_t* offsets, int64_t* ray_out,
                     float* ts_out, float* te_out);
 
-#ifdef FASTDREAM_WITH_CUDA
+// CUDA launchers, defined only in the .cu files: call them inside FD_CUDA (fastdream/dispatch.h), which drops
+// them from CPU-only builds. They return nullptr or the CUDA error text.
 const char* march_count_cuda(const float* rays_o, const float* rays_d, const float* jitter, int64_t n_rays,
                              const MarchParams& p, const uint8_t* bits, int64_t* counts, void* stream);
 const char* march_fill_cuda(const float* rays_o, const float* rays_d, const float* jitter, int64_t n_rays,
                             const MarchParams& p, const uint8_t* bits, const int64_t* offsets, int64_t* ray_out,
                             float* ts_out, float* te_out, void* stream);
-#endif
 
 }  // namespace fastdream

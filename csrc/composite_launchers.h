@@ -24,7 +24,8 @@ void weights_backward_cpu(const int64_t* seg_begin, const int64_t* seg_end, int6
                           const T* sigmas, const T* ts, const T* te, T thre, const T* weights, const T* g_weights,
                           T* grad_sigmas);
 
-#ifdef FASTDREAM_WITH_CUDA
+// CUDA launchers, defined only in the .cu files: call them inside FD_CUDA (fastdream/dispatch.h), which drops
+// them from CPU-only builds. They return nullptr or the CUDA error text.
 const char* ray_segments_cuda(const int64_t* ray, int64_t n_samples, int64_t n_rays, int64_t* seg_begin,
                               int64_t* seg_end, void* stream);
 const char* composite_forward_cuda(const int64_t* seg_begin, const int64_t* seg_end, int64_t n_rays,
@@ -40,6 +41,5 @@ const char* weights_backward_cuda(const int64_t* seg_begin, const int64_t* seg_e
                                   const int64_t* ray, const float* sigmas, const float* ts, const float* te,
                                   float thre, const float* weights, const float* g_weights, float* grad_sigmas,
                                   void* stream);
-#endif
 
 }  // namespace fastdream

@@ -1,1 +1,0 @@
-// Placeholder: the CPU kernel for occupancy lands here.

@@ -1,1 +1,0 @@
-// Placeholder: the CUDA kernel for occupancy lands here.
