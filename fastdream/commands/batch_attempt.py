@@ -20,8 +20,14 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """A preexec_fn: the kernel SIGKILLs the child when its parent dies (Linux); exits at once if it already has."""
+    """A preexec_fn: the kernel SIGKILLs the child when its parent dies (Linux); exits at once if it already has.
+
+    It also gives the child an empty signal mask and the default SIGINT action: a Ray worker runs tasks with SIGINT
+    blocked (and a background job ignores it), which the child would inherit, so it would never see our SIGINT
+    (generate's request to save a checkpoint and stop)."""
     def preexec() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        _LIBC.signal(ctypes.c_int(signal.SIGINT), ctypes.c_void_p(0))  # SIG_DFL
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent_pid:  # the parent died between fork and prctl
             os._exit(1)
@@ -73,12 +79,13 @@ def stop_process(proc: subprocess.Popen, grace_seconds: float) -> int:
 
 def finish_attempt(job: Job, cmd: Sequence[str], rc: int, seconds: float, *, stopped: bool, resume: bool,
                    gpu: str | None = None, node: str | None = None) -> JobResult:
-    """Record the attempt in batch_attempts.jsonl; write DONE.json when it succeeded and was not stopped."""
+    """Record the attempt in batch_attempts.jsonl; write DONE.json when generate exited 0 (it exits 130 when it
+    was stopped, so 0 after a stop request means it had finished)."""
     with open(job.run_dir / ATTEMPTS, "a", encoding="utf-8") as f:
         f.write(json.dumps({"started": time.time() - seconds, "seconds": seconds, "returncode": rc, "gpu": gpu,
                             "node": node, "pid": os.getpid(), "resume": resume}) + "\n")
     total = attempt_seconds(job.run_dir)
-    if rc == 0 and not stopped:
+    if rc == 0:
         marker = {"prompt": job.prompt, "seed": job.seed, "seconds": total, "last_attempt_seconds": seconds,
                   "finished_at": now_iso(), "command": list(cmd), "node": node}
         write_atomic(job.run_dir / MARKER, json.dumps(marker, indent=2) + "\n")

@@ -127,7 +127,24 @@
     }
     return true;
   }
+  var controls = ["q", "status", "metric", "min", "max", "sort"];
+  function readHash() {  // the view lives in the address (#status=failed&sort=seconds&desc=1): links keep it
+    var params = new URLSearchParams(location.hash.slice(1));
+    controls.forEach(function (id) { if (params.has(id)) $(id).value = params.get(id); });
+    descending = params.get("desc") === "1";
+    $("order").innerHTML = descending ? "&#8593;" : "&#8595;";
+  }
+  function writeHash() {
+    var params = new URLSearchParams();
+    controls.forEach(function (id) { if ($(id).value && !(id === "sort" && $(id).value === "prompt")) params.set(id, $(id).value); });
+    if (descending) params.set("desc", "1");
+    var hash = params.toString();
+    if (hash === location.hash.slice(1)) return;
+    try { history.replaceState(null, "", hash ? "#" + hash : location.pathname + location.search); }
+    catch (e) { /* some browsers refuse it on file:// pages: the view still works, the address just lags */ }
+  }
   function update() {
+    writeHash();
     var grid = $("grid");
     var shown = runs.slice().sort(compare($("sort").value)).filter(visible);
     runs.forEach(function (r) { if (r.element.parentNode) grid.removeChild(r.element); });
@@ -136,7 +153,8 @@
   }
 
   runs.forEach(card);
-  ["q", "status", "metric", "min", "max", "sort"].forEach(function (id) {
+  readHash();
+  controls.forEach(function (id) {
     $(id).addEventListener("input", update);
     $(id).addEventListener("change", update);
   });
@@ -145,6 +163,7 @@
     $("order").innerHTML = descending ? "&#8593;" : "&#8595;";
     update();
   });
+  window.addEventListener("hashchange", function () { readHash(); update(); });
   update();
   if (!eager && "IntersectionObserver" in window) {  // videos load when they scroll into view
     var seen = new IntersectionObserver(function (entries) {
