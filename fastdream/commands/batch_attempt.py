@@ -2,6 +2,7 @@
 or Ray worker never leaves a second writer on a run folder), its log, and its record on disk."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -9,8 +10,9 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
-from typing import IO, Callable, Sequence
+from typing import IO, Callable, Iterator, Sequence
 
 from fastdream.commands.batch_jobs import ATTEMPTS, MARKER, RUN_LOG, Job, JobResult, attempt_seconds, now_iso, \
     write_atomic
@@ -93,3 +95,20 @@ def finish_attempt(job: Job, cmd: Sequence[str], rc: int, seconds: float, *, sto
     else:
         status = "interrupted" if stopped else "failed"
     return JobResult(job.prompt, job.seed, str(job.run_dir), status, total, rc, gpu, node)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While active (in the main thread), SIGTERM stops the batch as Ctrl-C does: cleanly, every run resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -17,7 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
-from fastdream.commands.batch_attempt import finish_attempt, start_generate, stop_process, wait_interruptibly
+from fastdream.commands.batch_attempt import (finish_attempt, sigterm_as_interrupt, start_generate, stop_process,
+                                              wait_interruptibly)
 from fastdream.commands.batch_jobs import (GENERATE_CMD_ENV, Job, JobResult, check_out_dir, default_generate_cmd,
                                            finished_earlier, generate_device, job_command, pending, resumes)
 from fastdream.commands.batch_progress import ProgressLine
@@ -165,7 +166,8 @@ class RayBatch:
         (self.out / shared).write_text(shared, encoding="utf-8")
         try:
             if todo:
-                self._run_on_cluster(ray, todo, shared)
+                with sigterm_as_interrupt():
+                    self._run_on_cluster(ray, todo, shared)
         finally:
             (self.out / shared).unlink(missing_ok=True)
             if ray.is_initialized():

@@ -17,11 +17,15 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from fastdream.commands.batch_attempt import finish_attempt, start_generate
-from fastdream.commands.batch_jobs import (CHECKPOINT, GENERATE_CMD_ENV, MARKER, RUN_LOG, Job, JobResult,  # noqa: F401
+from fastdream.commands.batch_attempt import finish_attempt, sigterm_as_interrupt, start_generate
+from fastdream.commands.batch_jobs import (CHECKPOINT, GENERATE_CMD_ENV, MARKER, RUN_LOG, Job, JobResult,
                                            check_out_dir, default_generate_cmd, finished_earlier, job_command,
                                            parse_int_list, pending, plan_jobs, read_marker, resumes, slugify)
 from fastdream.commands.batch_summary import summary_rows, write_summary
+
+# the plan's names stay importable from here, where they lived before batch_jobs
+__all__ = ["BatchRunner", "run_batch", "CHECKPOINT", "GENERATE_CMD_ENV", "MARKER", "Job", "JobResult", "job_command",
+           "parse_int_list", "plan_jobs", "read_marker", "slugify"]
 
 log = logging.getLogger(__name__)
 
@@ -153,30 +157,20 @@ class BatchRunner:
         workers = [threading.Event() for _ in self.gpus[:max(todo, 1)]]
         threads = [threading.Thread(target=self._worker, args=(g, w), name=f"batch-gpu{g}", daemon=True)
                    for g, w in zip(self.gpus, workers)]
-        previous = None
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            for t in threads:
-                t.start()
-            while not all(w.is_set() for w in workers):
-                for w in workers:
-                    w.wait(timeout=0.2)
+            with sigterm_as_interrupt():
+                for t in threads:
+                    t.start()
+                while not all(w.is_set() for w in workers):
+                    for w in workers:
+                        w.wait(timeout=0.2)
         except KeyboardInterrupt:
             self.on_event("interrupted: stopping workers")
             self._stop_children(workers)
             self.write_summary()
             raise
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
         self.write_summary()
         return [self._results.get(j) or pending(j) for j in self.jobs]
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def run_batch(prompts: Sequence[str], out: str | Path, seeds: Sequence[int] = (0,), *,

@@ -18,7 +18,8 @@ import torch
 
 from fastdream import cli
 from fastdream.commands.batch_jobs import CHECKPOINT, GENERATE_CMD_ENV, MARKER, plan_jobs, read_marker
-from fastdream.commands.batch_ray import RayBatch, run_task
+from fastdream.commands.batch import _check_args
+from fastdream.commands.batch_ray import RayBatch, run_task, task_options
 from fastdream.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,7 +101,7 @@ def test_killed_worker_run_resumes_from_its_checkpoint_elsewhere(tmp_path, clust
     """Real oracle runs; the worker of one is SIGKILLed after its first checkpoint: Ray retries the task, which
     continues from checkpoints/last.pt (not from step 0), and the run finishes once."""
     cmd = shlex.join(["env", "PAUSE_PROMPT=a sphere", sys.executable, str(HELPERS / "pausing_generate.py")])
-    argv = _argv(tmp_path, ["a sphere", "an orange ball"], ["--ray", cluster], *ORACLE)
+    argv = _argv(tmp_path, ["a sphere"], ["--ray", cluster], *ORACLE)
     argv[argv.index("--seeds") + 1] = "0"
     proc = subprocess.Popen(argv, env=_env(**{GENERATE_CMD_ENV: cmd}), cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -125,7 +126,7 @@ def test_killed_worker_run_resumes_from_its_checkpoint_elsewhere(tmp_path, clust
     assert attempts[0]["pid"] != paused["worker"]  # another worker finished it
     headers = [ln for ln in (run_dir / "batch.log").read_text().splitlines() if ln.startswith("== ")]
     assert len(headers) == 2 and "--resume" not in headers[0] and "--resume" in headers[1]
-    assert [r["status"] for r in json.loads((tmp_path / "out" / "summary.json").read_text())["runs"]] == ["done"] * 2
+    assert [r["status"] for r in json.loads((tmp_path / "out" / "summary.json").read_text())["runs"]] == ["done"]
     assert json.loads((run_dir / MARKER).read_text())["prompt"] == "a sphere"
 
 
@@ -182,3 +183,24 @@ def test_a_task_that_cannot_see_the_batch_folder_fails_the_batch(tmp_path):
     with pytest.raises(UserError, match=r"is not visible from Ray node .*: --out must be on a filesystem that every "
                                         r"node mounts at the same path"):
         batch._unshared(ray, seen)
+
+
+def test_each_run_asks_for_one_gpu_or_cpus_with_device_cpu():
+    assert task_options(["--device", "cpu"], 2, {}) == {"num_cpus": 2, "num_gpus": 0, "max_retries": 3}
+    assert task_options(["train.device=cpu"], 1, {})["num_gpus"] == 0
+    assert task_options(["--preset", "fast"], 1, {"GPU": 8.0}) == {"num_cpus": 1, "num_gpus": 1, "max_retries": 3}
+    with pytest.raises(UserError, match="no GPUs; run on CPUs with `-- --device cpu`"):
+        task_options([], 1, {"CPU": 2.0})
+
+
+@pytest.mark.parametrize("argv,address,prompts", [
+    (["--ray", "p.txt", "--out", "D"], "local", "p.txt"),  # `--ray` then the prompt file: no address given
+    (["p.txt", "--out", "D", "--ray"], "local", "p.txt"),
+    (["p.txt", "--out", "D", "--ray", "auto"], "auto", "p.txt"),
+    (["--ray", "ray://head:10001", "p.txt", "--out", "D"], "ray://head:10001", "p.txt"),
+    (["p.txt", "--out", "D", "--ray", "10.0.0.5:6379"], "10.0.0.5:6379", "p.txt"),
+])
+def test_ray_address_or_prompt_file(argv, address, prompts):
+    args = cli.build_parser().parse_args(["batch", *argv])
+    _check_args(args)
+    assert (args.ray, args.prompts_file) == (address, prompts)
