@@ -104,6 +104,7 @@ def test_generate_dies_with_a_killed_batch_and_a_restart_has_one_writer(tmp_path
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     blocked = tmp_path / "out" / "a_red_cube-s0" / "blocked"
+    child = None
     try:
         deadline = time.monotonic() + 60
         while not blocked.exists():
@@ -119,6 +120,8 @@ def test_generate_dies_with_a_killed_batch_and_a_restart_has_one_writer(tmp_path
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        if child is not None and _alive(child):  # the test failed: leave no orphan behind
+            os.kill(child, signal.SIGKILL)
     env.pop("FAKE_GEN_BLOCK")
     rerun = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
