@@ -14,9 +14,17 @@ def read_prompt_list(path: str | Path) -> list[str]:
     like {"dreamfusion": [...]}.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"prompt file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    if not path.is_file():
+        raise UserError(f"prompt file {path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"prompt file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                        f"{exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"cannot read prompt file {path}: {exc.strerror or exc}") from None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

@@ -69,11 +69,15 @@ def test_slugs_plan_and_command():
 
 def test_job_command_resumes_only_with_a_checkpoint(tmp_path):
     job = Job("a cube", 3, tmp_path / "a_cube-s3")
-    cmd = job_command(job, ["gen"], ["--iters", "5"])
-    assert cmd == ["gen", "a cube", "--out", str(job.run_dir), "--seed", "3", "--iters", "5"]
+    cmd = job_command(job, ["gen"], ["--iters", "5", "train.lr=1", "--negative", "x=y", "--comp"])
+    # the prompt comes after `--` (a prompt like '-h' stays a prompt), the overrides after it
+    assert cmd == ["gen", "--iters", "5", "--negative", "x=y", "--comp", "--out", str(job.run_dir), "--seed", "3",
+                   "--", "a cube", "train.lr=1"]
     (job.run_dir / CHECKPOINT).parent.mkdir(parents=True)
     (job.run_dir / CHECKPOINT).write_text("1")
-    assert job_command(job, ["gen"], ["--iters", "5"])[-3:] == ["--resume", "--iters", "5"]
+    assert job_command(job, ["gen"], ["--iters", "5"])[-3:] == ["--resume", "--", "a cube"]
+    with pytest.raises(UserError, match="--seed after `--` is set by fastdream batch"):
+        job_command(job, ["gen"], ["--seed", "4"])
 
 
 def test_cli_splits_generate_args_after_double_dash():
@@ -104,7 +108,7 @@ def test_kill_midway_then_rerun_finishes_without_redoing(tmp_path):
     assert [(c["event"], c["prompt"], c["seed"]) for c in first] == [
         ("start", "a red cube", 0), ("finish", "a red cube", 0), ("start", "a red cube", 1),
         ("finish", "a red cube", 1), ("start", "a blue sphere", 0)]
-    assert all(c["argv"][-4:] == ["--iters", "3", "--preset", "fast"] for c in first)
+    assert all(c["argv"][:4] == ["--iters", "3", "--preset", "fast"] for c in first)
 
     rerun = subprocess.run(argv, env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
