@@ -46,8 +46,9 @@ class ViewProtocol:
 
 @dataclass
 class RenderedRun:
-    """One run's protocol renders: images[mode] is float [N, H, W, 3] in [0, 1] on white; c2w [N,4,4] and fovy
-    (degrees) are the cameras they were rendered from (None where a stand-in renderer does not say)."""
+    """One run's protocol renders: images[mode] is float [N, H, W, 3] in [0, 1] on white; opacity [N, H, W] the
+    accumulated opacity (the same for every mode); c2w [N,4,4] and fovy (degrees) are the cameras they were rendered
+    from (None where a stand-in renderer does not say)."""
 
     run_dir: Path
     prompt: str
@@ -55,6 +56,7 @@ class RenderedRun:
     images: dict[str, torch.Tensor] = field(default_factory=dict)
     c2w: torch.Tensor | None = None
     fovy: float | None = None
+    opacity: torch.Tensor | None = None
 
 
 def config_value(config, *names: str, default=None):
@@ -132,23 +134,26 @@ def render_run(run_dir: str | Path, protocol: ViewProtocol, device: str | torch.
     azim = torch.tensor(protocol.azimuths(), dtype=torch.float32)
     c2w = pose_spherical(torch.full((protocol.views,), float(radius)), elev, azim).to(dev)
     rays_o, rays_d = get_rays(c2w, fovy, protocol.size, protocol.size)
-    images = {}
+    images, opacity = {}, []
     for mode in protocol.modes:
         views = []
         for v in range(protocol.views):
             o = rays_o[v].reshape(-1, 3).contiguous()
             d = rays_d[v].reshape(-1, 3).contiguous()
             light = c2w[v, :3, 3]  # a headlight: textureless shading is lit from the camera
-            colors = []
+            colors, alphas = [], []
             for i in range(0, o.shape[0], protocol.chunk):
                 with torch.no_grad():  # the field's normals are finite differences: no autograd needed
                     out = render_rays(field_, grid, o[i:i + protocol.chunk], d[i:i + protocol.chunk],
                                       shading=_SHADING[mode], light_position=light, background=white,
                                       render_step_size=step)
                 colors.append(out["color"].detach().float().clamp(0, 1))
+                alphas.append(out["opacity"].detach().float().reshape(-1))
             views.append(torch.cat(colors).reshape(protocol.size, protocol.size, 3).cpu())
+            if mode == protocol.modes[0]:  # opacity does not depend on shading: keep one copy
+                opacity.append(torch.cat(alphas).reshape(protocol.size, protocol.size).cpu())
         images[mode] = torch.stack(views)
     if not math.isfinite(float(images[protocol.modes[0]].sum())):
         raise RuntimeError(f"rendering {run_dir} produced NaN or Inf")
     return RenderedRun(run_dir=run_dir, prompt=str(run.prompt), seed=seed_from_run(cfg, run_dir), images=images,
-                       c2w=c2w.detach().float().cpu(), fovy=float(fovy))
+                       c2w=c2w.detach().float().cpu(), fovy=float(fovy), opacity=torch.stack(opacity))
