@@ -1,5 +1,7 @@
 """CLIP R-precision: the retrieval metric (metric.py), CLIP embedding (clip.py), protocol views (views.py) and the
-per-model report over runs and seeds (report.py). Only the metric is imported eagerly; the rest pull in torch
+per-model report over runs and seeds (report.py). Procedural R@1 (procedural.py, procedural_report.py) and the
+absolute truth figures against exact procedural answers (truth.py metrics, truth_target.py truths and bars,
+truth_report.py per run). Only the metric is imported eagerly; the rest pull in torch
 models, transformers or the renderer and are imported where used."""
 from __future__ import annotations
 
