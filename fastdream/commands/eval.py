@@ -1,11 +1,13 @@
 """`fastdream eval`: CLIP R-precision of runs at protocol views, per CLIP model, mean ± s.e.m. over seeds; and/or
-(--procedural) retrieval against procedural ground-truth renders of every shape × colour prompt, offline."""
+(--procedural) retrieval against procedural ground-truth renders of every shape × colour prompt plus absolute truth
+figures (Chamfer, volume and silhouette IoU, off-surface area, mesh validity) for runs with an exact truth, offline."""
 from __future__ import annotations
 
 import argparse
 
 HELP = ("CLIP R-precision (R@1) of runs rendered at protocol views, per CLIP model, mean ± s.e.m. over seeds; "
-        "or --procedural: R@1, shape and colour accuracy against procedural ground truth (offline)")
+        "or --procedural: R@1, shape and colour accuracy against procedural ground truth, and absolute truth figures "
+        "with pass/fail bars for oracle (target:NAME) and builtin:shapes runs (offline)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--procedural", action="store_true",
                         help="score each run against procedural ground-truth renders of every shape × colour "
                              "prompt (albedo shading on white, no model, no network): retrieval R@1, shape "
-                             "accuracy and colour accuracy; for prompts such as 'a red cube'")
+                             "accuracy and colour accuracy, for prompts such as 'a red cube'. Runs with an exact "
+                             "truth (--guidance target:NAME, or --model builtin:shapes with a shape prompt; size "
+                             "fitted within the prior's range) also get Chamfer distance both ways (%% of the box "
+                             "diagonal), volume IoU, silhouette IoU of the rendered opacity, the fraction of mesh "
+                             "area off the true surface and mesh validity, measured on mesh/model.glb (else "
+                             "model.obj, else a mesh extracted in memory), with pass/fail bars; a run is "
+                             "'correct' when its R@1 hits and every bar passes")
     parser.add_argument("--prompts", metavar="FILE",
                         help="candidate captions: one per line, or a JSON list / dict of lists "
                              "(default: the prompts of the evaluated runs)")

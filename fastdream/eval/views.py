@@ -48,8 +48,9 @@ class ViewProtocol:
 
 @dataclass
 class RenderedRun:
-    """One run's protocol renders: images[mode] is float [N, H, W, 3] in [0, 1] on white; c2w [N,4,4] and fovy
-    (degrees) are the cameras they were rendered from (None where a stand-in renderer does not say)."""
+    """One run's protocol renders: images[mode] is float [N, H, W, 3] in [0, 1] on white; opacity [N, H, W] the
+    accumulated opacity (the same for every mode); c2w [N,4,4] and fovy (degrees) are the cameras they were rendered
+    from (None where a stand-in renderer does not say)."""
 
     run_dir: Path
     prompt: str
@@ -57,6 +58,7 @@ class RenderedRun:
     images: dict[str, torch.Tensor] = field(default_factory=dict)
     c2w: torch.Tensor | None = None
     fovy: float | None = None
+    opacity: torch.Tensor | None = None
 
 
 def _middle(value, default: float) -> float:
@@ -86,12 +88,14 @@ def render_run(run_dir: str | Path, protocol: ViewProtocol, device: str | torch.
     elev = torch.full((protocol.views,), float(protocol.elevation))
     azim = torch.tensor(protocol.azimuths(), dtype=torch.float32)
     c2w = pose_spherical(torch.full((protocol.views,), float(radius)), elev, azim)
-    images = {}
+    images, opacity = {}, None
     for mode in protocol.modes:
-        images[mode] = torch.stack([
-            run.scene.render_camera(c2w[v], fovy, protocol.size, protocol.size, shading=_SHADING[mode],
-                                    chunk=protocol.chunk)["color"].cpu() for v in range(protocol.views)])
+        outs = [run.scene.render_camera(c2w[v], fovy, protocol.size, protocol.size, shading=_SHADING[mode],
+                                        chunk=protocol.chunk) for v in range(protocol.views)]
+        images[mode] = torch.stack([o["color"].cpu() for o in outs])
+        if opacity is None:  # opacity does not depend on shading: keep one copy
+            opacity = torch.stack([o["opacity"].cpu() for o in outs])
     if not math.isfinite(float(images[protocol.modes[0]].sum())):
         raise RuntimeError(f"rendering {run_dir} produced NaN or Inf")
     return RenderedRun(run_dir=run_dir, prompt=str(run.prompt), seed=seed_from_run(run.config, run_dir),
-                       images=images, c2w=c2w.float(), fovy=float(fovy))
+                       images=images, c2w=c2w.float(), fovy=float(fovy), opacity=opacity)
