@@ -45,6 +45,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "report with the procedural one under \"procedural\")")
 
 
+def _protocols(args):
+    """(CLIP protocol at 224^2 and the colour+textureless modes, procedural protocol at 64^2 colour-only)."""
+    from fastdream.errors import UserError
+    from fastdream.eval.views import ViewProtocol
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    common = dict(views=args.views, elevation=args.elevation, radius=args.radius, fovy=args.fovy)
+    try:
+        return (ViewProtocol(size=args.size if args.size is not None else 224, modes=modes, **common),
+                ViewProtocol(size=args.size if args.size is not None else 64, modes=("color",), **common))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _clip_report(args, protocol, device) -> dict:
+    from fastdream.commands.prompt_list import read_prompt_list
+    from fastdream.eval.clip import load_clip
+    from fastdream.eval.report import evaluate_runs, format_table
+
+    candidates = read_prompt_list(args.prompts) if args.prompts else None
+    clips = [load_clip(name, device=device, local_files_only=True if args.offline else None)
+             for name in dict.fromkeys(args.clip)]
+    report = evaluate_runs(args.run_dirs, clips, protocol, candidates,
+                           candidates_source=str(args.prompts) if args.prompts else None, device=device)
+    print(format_table(report))
+    return report
+
+
+def _procedural_report(args, protocol, device) -> dict:
+    from fastdream.errors import UserError
+    from fastdream.eval.procedural_report import evaluate_procedural, format_procedural_table
+
+    try:
+        report = evaluate_procedural(args.run_dirs, protocol, device=device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    print(format_procedural_table(report))
+    return report
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import os
@@ -53,53 +93,21 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fastdream.errors import UserError
-    from fastdream.eval.views import ViewProtocol
 
     if not args.clip and not args.procedural:
         raise UserError("say what to score with: --clip MODEL (CLIP R-precision) and/or --procedural "
                         "(procedural shape × colour ground truth, offline)")
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    try:
-        protocol = ViewProtocol(views=args.views, elevation=args.elevation,
-                                size=args.size if args.size is not None else 224, radius=args.radius,
-                                fovy=args.fovy, modes=modes)
-        proc_protocol = ViewProtocol(views=args.views, elevation=args.elevation,
-                                     size=args.size if args.size is not None else 64, radius=args.radius,
-                                     fovy=args.fovy, modes=("color",))
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    clip_protocol, proc_protocol = _protocols(args)
     for d in args.run_dirs:
         if not Path(d).is_dir():
             raise UserError(f"run folder {d} does not exist")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    report = None
-    if args.clip:
-        from fastdream.eval.clip import load_clip
-        from fastdream.eval.report import evaluate_runs, format_table
-        from fastdream.commands.prompt_list import read_prompt_list
-
-        candidates = source = None
-        if args.prompts:
-            candidates = read_prompt_list(args.prompts)
-            source = str(args.prompts)
-        clips = [load_clip(name, device=device, local_files_only=True if args.offline else None)
-                 for name in dict.fromkeys(args.clip)]
-        report = evaluate_runs(args.run_dirs, clips, protocol, candidates, candidates_source=source, device=device)
-        print(format_table(report))
+    report = _clip_report(args, clip_protocol, device) if args.clip else None
     if args.procedural:
-        from fastdream.eval.procedural_report import evaluate_procedural, format_procedural_table
-
-        try:
-            proc = evaluate_procedural(args.run_dirs, proc_protocol, device=device)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
         if report is not None:
             print()
-        print(format_procedural_table(proc))
-        if report is None:
-            report = proc
-        else:
-            report["procedural"] = proc
+        proc = _procedural_report(args, proc_protocol, device)
+        report = proc if report is None else {**report, "procedural": proc}
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import torch
 
 from fastdream.errors import UserError
 from fastdream.eval.metric import r_precision
+from fastdream.eval import views
 from fastdream.eval.views import RenderedRun, ViewProtocol
 
 log = logging.getLogger(__name__)
@@ -34,26 +35,9 @@ def mean_sem(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(var / n)
 
 
-def evaluate_runs(run_dirs: Sequence[str | Path], clips: Sequence, protocol: ViewProtocol,
-                  candidates: Sequence[str] | None = None, *, candidates_source: str | None = None,
-                  device: str | torch.device = "cpu",
-                  render: Callable[..., RenderedRun] | None = None) -> dict:
-    """Render every run once, embed with every CLIP model, and score R@1 of each run's prompt among candidates.
-
-    clips: loaded models with .name, .embed_images(images [N,H,W,3]) and .embed_texts(list[str]) (unit rows).
-    candidates: caption set; None = the distinct prompts of the evaluated runs. Every run's prompt must be in it.
-    render(run_dir, protocol, device) -> RenderedRun; default fastdream.eval.views.render_run.
-    """
-    if render is None:
-        from fastdream.eval import views
-
-        render = views.render_run
-    if not run_dirs:
-        raise UserError("no run folders given")
-    if not clips:
-        raise UserError("no CLIP model given (--clip)")
-
-    runs = []  # (rendered run without images, {clip: {mode: image embeds}})
+def _render_and_embed(run_dirs, clips, protocol, device, render) -> list:
+    """[(rendered run without images, {clip: {mode: image embeds}})], each run rendered once."""
+    runs = []
     for run_dir in run_dirs:
         rendered = render(Path(run_dir), protocol, device)
         embeds = {c.name: {m: c.embed_images(rendered.images[m]) for m in protocol.modes} for c in clips}
@@ -61,7 +45,11 @@ def evaluate_runs(run_dirs: Sequence[str | Path], clips: Sequence, protocol: Vie
         rendered.images = {}
         runs.append((rendered, embeds))
         log.info("rendered %s (%r, seed %s)", run_dir, rendered.prompt, rendered.seed)
+    return runs
 
+
+def _candidate_index(runs, candidates, candidates_source):
+    """(candidates, source, {caption: index}); every run's prompt must be a candidate."""
     run_prompts = [r.prompt for r, _ in runs]
     if candidates is None:
         candidates = list(dict.fromkeys(run_prompts))
@@ -79,39 +67,50 @@ def evaluate_runs(run_dirs: Sequence[str | Path], clips: Sequence, protocol: Vie
     for (p, s), dirs in seen_pairs.items():
         if len(dirs) > 1:
             log.warning("%d runs share prompt %r and seed %s: %s", len(dirs), p, s, ", ".join(dirs))
+    return candidates, candidates_source, index
 
+
+def _summarise(clip_name: str, mode: str, run_rows: list) -> dict:
+    """R@1 of one CLIP model and mode: mean over runs per seed, then mean ± s.e.m. over seeds; per prompt too."""
+    by_seed, by_prompt = defaultdict(list), defaultdict(list)
+    for row in run_rows:
+        by_seed[row["seed"]].append(row["r_at_1"][clip_name][mode])
+        by_prompt[row["prompt"]].append(row["r_at_1"][clip_name][mode])
+    per_seed = {s: sum(v) / len(v) for s, v in by_seed.items()}
+    mean, sem = mean_sem(list(per_seed.values()))
+    per_prompt = []
+    for p, vals in by_prompt.items():
+        pm, ps = mean_sem(vals)
+        per_prompt.append({"prompt": p, "mean": pm, "sem": ps, "n_seeds": len(vals)})
+    return {"clip": clip_name, "mode": mode, "r_at_1_mean": mean, "r_at_1_sem": sem, "n_seeds": len(per_seed),
+            "n_runs": len(run_rows), "per_seed": {("none" if s is None else str(s)): v for s, v in per_seed.items()},
+            "per_prompt": per_prompt}
+
+
+def evaluate_runs(run_dirs: Sequence[str | Path], clips: Sequence, protocol: ViewProtocol,
+                  candidates: Sequence[str] | None = None, *, candidates_source: str | None = None,
+                  device: str | torch.device = "cpu",
+                  render: Callable[..., RenderedRun] | None = None) -> dict:
+    """Render every run once, embed with every CLIP model, and score R@1 of each run's prompt among candidates.
+
+    clips: loaded models with .name, .embed_images(images [N,H,W,3]) and .embed_texts(list[str]) (unit rows).
+    candidates: caption set; None = the distinct prompts of the evaluated runs. Every run's prompt must be in it.
+    render(run_dir, protocol, device) -> RenderedRun; default fastdream.eval.views.render_run.
+    """
+    if not run_dirs:
+        raise UserError("no run folders given")
+    if not clips:
+        raise UserError("no CLIP model given (--clip)")
+    runs = _render_and_embed(run_dirs, clips, protocol, device, render or views.render_run)
+    candidates, candidates_source, index = _candidate_index(runs, candidates, candidates_source)
     text_embeds = {c.name: c.embed_texts(candidates) for c in clips}
     run_rows = []
     for r, embeds in runs:
-        scores = {}
-        for c in clips:
-            scores[c.name] = {}
-            for m in protocol.modes:
-                img = embeds[c.name][m]
-                true = torch.full((img.shape[0],), index[r.prompt], dtype=torch.int64)
-                scores[c.name][m] = r_precision(img, text_embeds[c.name], true)
+        scores = {c.name: {m: r_precision(embeds[c.name][m], text_embeds[c.name],
+                                          torch.full((embeds[c.name][m].shape[0],), index[r.prompt],
+                                                     dtype=torch.int64))
+                           for m in protocol.modes} for c in clips}
         run_rows.append({"run_dir": str(r.run_dir), "prompt": r.prompt, "seed": r.seed, "r_at_1": scores})
-
-    results = []
-    for c in clips:
-        for m in protocol.modes:
-            by_seed = defaultdict(list)
-            by_prompt = defaultdict(list)
-            for row in run_rows:
-                by_seed[row["seed"]].append(row["r_at_1"][c.name][m])
-                by_prompt[row["prompt"]].append(row["r_at_1"][c.name][m])
-            per_seed = {s: sum(v) / len(v) for s, v in by_seed.items()}
-            mean, sem = mean_sem(list(per_seed.values()))
-            per_prompt = []
-            for p, vals in by_prompt.items():
-                pm, ps = mean_sem(vals)
-                per_prompt.append({"prompt": p, "mean": pm, "sem": ps, "n_seeds": len(vals)})
-            results.append({
-                "clip": c.name, "mode": m, "r_at_1_mean": mean, "r_at_1_sem": sem, "n_seeds": len(per_seed),
-                "n_runs": len(run_rows),
-                "per_seed": {("none" if s is None else str(s)): v for s, v in per_seed.items()},
-                "per_prompt": per_prompt,
-            })
     proto = asdict(protocol)
     proto.pop("chunk", None)
     proto["modes"] = list(protocol.modes)
@@ -121,7 +120,7 @@ def evaluate_runs(run_dirs: Sequence[str | Path], clips: Sequence, protocol: Vie
                   "over seeds",
         "protocol": proto,
         "candidates": {"source": candidates_source or "given list", "count": len(candidates)},
-        "results": results,
+        "results": [_summarise(c.name, m, run_rows) for c in clips for m in protocol.modes],
         "runs": run_rows,
     }
 

@@ -110,88 +110,61 @@ def evaluate_folder(args) -> dict:
     return res
 
 
-def train(args) -> dict:
+def _lr_at(args, step: int, elapsed: float, warmup: int = 200) -> float:
+    """Linear warm-up, then cosine from lr to 0.1 lr over the steps (or the time limit, whichever is nearer)."""
+    progress = step / args.steps
+    if args.time_limit > 0:
+        progress = max(progress, elapsed / args.time_limit)
+    return args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def _save_state(prior, ema, opt, step: int, args, path: Path) -> None:
+    _atomic_save({"model": prior.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+                  "args": vars(args)}, path)
+
+
+def _restore(prior, ema, opt, path: Path, dev) -> int:
+    """Load a training checkpoint into prior, ema and opt; the step it was saved at."""
+    ck = torch.load(path, map_location=dev)
+    prior.load_state_dict(ck["model"])
+    ema.load_state_dict(ck["ema"])
+    opt.load_state_dict(ck["opt"])
+    log.info("resumed at step %d", ck["step"])
+    return ck["step"]
+
+
+def _train_step(prior, ema, opt, params, bank, args, step: int, dev) -> float:
+    """One denoising step on a fresh batch (seeded by step, so a resume draws the same data), then the EMA."""
     from fastdream.priors import shapes_data
-    from fastdream.priors.model import NUM_TRAIN_TIMESTEPS, ShapesPrior
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    state_dir = out / ".train"
-    state_dir.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(args.device)
-    bank = _load_bank(args, state_dir)
-    bank = shapes_data.GeometryBank(bank.alpha.to(dev), bank.shade.to(dev), bank.shape_idx.to(dev),
-                                    bank.view_idx.to(dev), bank.resolution)
+    from fastdream.priors.model import NUM_TRAIN_TIMESTEPS
 
-    prior = ShapesPrior.create(args.resolution, seed=args.seed).to(dev)
-    prior.text_encoder.requires_grad_(not args.freeze_text)
-    params = [p for p in prior.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    warmup = 200
+    g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+    images, caps, _, _ = shapes_data.sample_batch(bank, args.batch, g)
+    drop = torch.rand(args.batch, generator=g) < args.text_dropout
+    caps = ["" if d else c for c, d in zip(caps, drop.tolist())]
+    t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (args.batch,), generator=g).to(dev)
+    noise = torch.randn(images.shape, generator=g).to(dev)
+    a = prior.alphas_cumprod[t][:, None, None, None]
+    xt = a.sqrt() * (images * 2 - 1) + (1 - a).sqrt() * noise
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bf16 and dev.type == "cuda"):
+        pred = prior.unet(xt, t, encoder_hidden_states=prior.encode(caps)).sample
+    loss = torch.nn.functional.mse_loss(pred.float(), noise)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    with torch.no_grad():
+        decay = min(args.ema, (1 + step) / (10 + step))
+        for pe, pm in zip(ema.parameters(), prior.parameters()):
+            pe.lerp_(pm, 1 - decay)
+    return loss.item()
 
-    def lr_at(step: int, elapsed: float) -> float:
-        progress = step / args.steps
-        if args.time_limit > 0:
-            progress = max(progress, elapsed / args.time_limit)
-        return args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0))))
-    ema = copy.deepcopy(prior).requires_grad_(False)
-    start = 0
-    ckpt_path = state_dir / "checkpoint.pt"
-    if args.resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=dev)
-        prior.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
-        start = ck["step"]
-        log.info("resumed at step %d", start)
-    n_params = sum(p.numel() for p in prior.unet.parameters()), sum(p.numel() for p in prior.text_encoder.parameters())
-    log.info("unet %.2fM params, text encoder %.2fM params", n_params[0] / 1e6, n_params[1] / 1e6)
-    ac = prior.alphas_cumprod
-    from tqdm import tqdm
-    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=args.no_progress, desc="train")
-    t0, loss_avg, done = time.time(), None, start
-    for step in bar:
-        elapsed = time.time() - t0
-        if args.time_limit > 0 and elapsed > args.time_limit:
-            log.info("time limit reached at step %d", step)
-            _atomic_save({"model": prior.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                          "step": step, "args": vars(args)}, ckpt_path)
-            break
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, elapsed)
-        g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        images, caps, _, _ = shapes_data.sample_batch(bank, args.batch, g)
-        drop = torch.rand(args.batch, generator=g) < args.text_dropout
-        caps = ["" if d else c for c, d in zip(caps, drop.tolist())]
-        t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (args.batch,), generator=g).to(dev)
-        noise = torch.randn(images.shape, generator=g).to(dev)
-        x0 = images * 2 - 1
-        a = ac[t][:, None, None, None]
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bf16 and dev.type == "cuda"):
-            emb = prior.encode(caps)
-            pred = prior.unet(xt, t, encoder_hidden_states=emb).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(args.ema, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), prior.parameters()):
-                pe.lerp_(pm, 1 - decay)
-        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
-        done = step + 1
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss_avg:.4f}")
-        if (step + 1) % args.ckpt_every == 0 or step + 1 == args.steps:
-            _atomic_save({"model": prior.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                          "step": step + 1, "args": vars(args)}, ckpt_path)
-    wall = time.time() - t0
+
+def _finish(ema, args, out: Path, state_dir: Path, dev, info: dict) -> dict:
+    """Save the EMA weights as the prior, score samples when asked, write train_info.json."""
     ema.save_pretrained(out)
-    info = {"steps": done, "batch": args.batch, "wall_s_this_session": round(wall, 1), "loss_ema": loss_avg,
-            "freeze_text": args.freeze_text, "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
+    info.update(freeze_text=args.freeze_text, device=str(dev),
+                device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
     if args.eval_samples:
         ema.eval()
         res = evaluate_samples(ema, args.eval_samples, dev, steps=args.sample_steps,
@@ -202,6 +175,51 @@ def train(args) -> dict:
     with open(state_dir / "train_info.json", "w") as f:
         json.dump(info, f, indent=1)
     return info
+
+
+def train(args) -> dict:
+    from tqdm import tqdm
+
+    from fastdream.priors import shapes_data
+    from fastdream.priors.model import ShapesPrior
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    state_dir = out / ".train"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(args.device)
+    bank = _load_bank(args, state_dir)
+    bank = shapes_data.GeometryBank(bank.alpha.to(dev), bank.shade.to(dev), bank.shape_idx.to(dev),
+                                    bank.view_idx.to(dev), bank.resolution)
+    prior = ShapesPrior.create(args.resolution, seed=args.seed).to(dev)
+    prior.text_encoder.requires_grad_(not args.freeze_text)
+    params = [p for p in prior.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    ema = copy.deepcopy(prior).requires_grad_(False)
+    ckpt_path = state_dir / "checkpoint.pt"
+    start = _restore(prior, ema, opt, ckpt_path, dev) if args.resume and ckpt_path.exists() else 0
+    n_params = sum(p.numel() for p in prior.unet.parameters()), sum(p.numel() for p in prior.text_encoder.parameters())
+    log.info("unet %.2fM params, text encoder %.2fM params", n_params[0] / 1e6, n_params[1] / 1e6)
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=args.no_progress, desc="train")
+    t0, loss_avg, done = time.time(), None, start
+    for step in bar:
+        elapsed = time.time() - t0
+        if args.time_limit > 0 and elapsed > args.time_limit:
+            log.info("time limit reached at step %d", step)
+            _save_state(prior, ema, opt, step, args, ckpt_path)
+            break
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(args, step, elapsed)
+        loss = _train_step(prior, ema, opt, params, bank, args, step, dev)
+        loss_avg = loss if loss_avg is None else 0.98 * loss_avg + 0.02 * loss
+        done = step + 1
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss_avg:.4f}")
+        if (step + 1) % args.ckpt_every == 0 or step + 1 == args.steps:
+            _save_state(prior, ema, opt, step + 1, args, ckpt_path)
+    info = {"steps": done, "batch": args.batch, "wall_s_this_session": round(time.time() - t0, 1),
+            "loss_ema": loss_avg}
+    return _finish(ema, args, out, state_dir, dev, info)
 
 
 def main(argv=None) -> int:
