@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None,
                         help="torch device (default: cuda when available, cpu with --quick)")
     parser.add_argument("--variants", default=None, metavar="LIST",
-                        help="step rows to run: comma list of names or groups eager, compiled, all (default: all on "
-                             "CUDA, eager elsewhere)")
+                        help="step rows to run: comma list of names or groups eager, compiled, all (default: all; "
+                             "rows a device cannot run are reported as unavailable)")
 
 
 def _import_sections():
