@@ -80,7 +80,7 @@ class StableDiffusionGuidance(Guidance):
         self._setup_calls(compile, cuda_graphs)
 
     def _setup_calls(self, compile: bool, cuda_graphs: bool) -> None:
-        unet = torch.compile(self.unet) if compile else self.unet
+        unet = self._unet_module = torch.compile(self.unet) if compile else self.unet
         self._encode_fn = torch.compile(self.encoder.__call__) if compile else self.encoder.__call__
 
         def unet_call(x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
