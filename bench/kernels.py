@@ -11,7 +11,8 @@ from bench import common, encoding_bench, march_bench, registry
 log = logging.getLogger("fastdream.bench")
 
 
-def run(device: torch.device, quick: bool, **options) -> dict:
+def run(device: torch.device, quick: bool, on_progress=None, **options) -> dict:
+    """march + composite, then the encoding; on_progress(partial result) after each."""
     del options
     bandwidth = common.measure_bandwidth(device)
     result = {"device_bandwidth_measured_bytes_per_s": bandwidth,
@@ -22,6 +23,8 @@ def run(device: torch.device, quick: bool, **options) -> dict:
     except Exception as exc:  # noqa: BLE001 - keep the encoding figures even if this section breaks
         log.warning("march+composite failed: %s", exc)
         result["march_composite"] = {**common.failed(exc), "backends": {}, "ratios": {}}
+    if on_progress is not None:
+        on_progress(result)
     try:
         result["encoding"] = encoding_bench.bench_encoding(device, quick, bandwidth)
     except Exception as exc:  # noqa: BLE001

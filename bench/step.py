@@ -31,8 +31,8 @@ from bench.step_variants import COMPILED, EAGER, FAST_VARIANTS, LADDER, VARIANTS
 log = logging.getLogger("fastdream.bench")
 
 ORDER = ("default", "baseline", "torch_renderer", "nerfacc_renderer", "lever_plain", "lever_fused_adam",
-         "lever_channels_last", "lever_tiny_encoder", "lever_cuda_graphs", "fast", "fast_latent", "lever_compile",
-         "fast_compile")
+         "lever_channels_last", "lever_tiny_encoder", "lever_cuda_graphs", "fast", "fast_latent", "fast_compile",
+         "lever_compile")
 GROUPS = {"eager": (*EAGER, "baseline"), "compiled": COMPILED, "all": ORDER}
 
 
