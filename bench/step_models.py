@@ -22,7 +22,6 @@ class Models:
     unet: torch.nn.Module
     vae: torch.nn.Module
     tiny: torch.nn.Module
-    text: torch.nn.Module
     dtype: torch.dtype
     prompts: dict  # {"cond": [len(VIEWS), L, D], "uncond": [1, L, D]}
     info: dict = field(default_factory=dict)
@@ -61,19 +60,23 @@ def build_models(quick: bool, device: torch.device) -> Models:
     with torch.no_grad():  # computed once per run in training; random token ids here
         emb = text(ids)[0].to(dtype)
     common.sync(device)
+    encode_ms = (time.perf_counter() - t1) * 1e3
+    n_text = _n_params(text)
+    del text  # a Trainer releases its own text encoder after encoding the prompts, so peak memory omits it
     info = {"dtype": str(dtype).replace("torch.", ""), "model_build_s": build_s,
-            "prompt_encode_once_ms": (time.perf_counter() - t1) * 1e3, "unet_config": "tiny" if quick else
+            "prompt_encode_once_ms": encode_ms, "unet_config": "tiny" if quick else
             "SD 2.1-base", "parameters": {"unet": _n_params(unet), "vae_encoder": _n_params(vae.encoder) +
                                           _n_params(vae.quant_conv), "tiny_encoder": _n_params(tiny.encoder),
-                                          "text_encoder": _n_params(text)}}
-    return Models(unet, vae, tiny, text, dtype, {"cond": emb[1:], "uncond": emb[:1]}, info)
+                                          "text_encoder": n_text}}
+    return Models(unet, vae, tiny, dtype, {"cond": emb[1:], "uncond": emb[:1]}, info)
 
 
 def make_guidance(models: Models, device: torch.device, guidance_cfg, cuda_graphs: bool) -> StableDiffusionGuidance:
     """The StableDiffusionGuidance a Trainer would load for `guidance_cfg` (encoder, channels_last, compile) and
-    train.cuda_graphs, over the shared random modules; its prompt embeddings are the fixed random ones."""
+    train.cuda_graphs, over the shared random modules; no text encoder: its prompt embeddings are the fixed random
+    ones (a Trainer releases the text encoder once the prompts are encoded)."""
     tiny = guidance_cfg.encoder == "tiny"
-    g = StableDiffusionGuidance(models.unet, None if tiny else models.vae, models.text, None, models.scheduler(),
+    g = StableDiffusionGuidance(models.unet, None if tiny else models.vae, None, None, models.scheduler(),
                                 device=device, dtype=models.dtype, compile=guidance_cfg.compile,
                                 channels_last=guidance_cfg.channels_last, encoder=models.tiny if tiny else None,
                                 cuda_graphs=cuda_graphs)

@@ -56,8 +56,8 @@ class StableDiffusionGuidance(Guidance):
                  compile: bool = False, channels_last: bool = True, encoder=None, cuda_graphs: bool = False):
         self.device = torch.device(device)
         self.dtype = dtype or default_dtype(self.device)
-        self.unet, self.text_encoder = _prepare(unet, self.device, self.dtype), _prepare(text_encoder, self.device,
-                                                                                          self.dtype)
+        self.unet = _prepare(unet, self.device, self.dtype)
+        self.text_encoder = None if text_encoder is None else _prepare(text_encoder, self.device, self.dtype)
         self.vae = None if vae is None else _prepare(vae, self.device, self.dtype)
         if encoder is None and self.vae is None:
             raise ValueError("StableDiffusionGuidance needs a vae or an encoder (AutoencoderTiny)")
@@ -130,9 +130,16 @@ class StableDiffusionGuidance(Guidance):
         return cls(*parts, device=device, dtype=dtype, compile=compile, channels_last=channels_last, encoder=tiny,
                    cuda_graphs=cuda_graphs)
 
+    def release_text_encoder(self) -> None:
+        """Drop the text encoder (SD 2.1's is 340M parameters) once the run's prompts are encoded."""
+        self.text_encoder = None
+
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str], negative_prompt: str = "") -> dict:
         """{"cond": [P, L, D], "uncond": [1, L, D]} CLIP text embeddings (uncond = the negative prompt or "")."""
+        if self.text_encoder is None:
+            raise RuntimeError("this guidance's text encoder was released after the run's prompts were encoded")
+
         def embed(texts):
             tok = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length,
                                  truncation=True, return_tensors="pt")

@@ -99,6 +99,8 @@ class Trainer:
         self.capacity = _sample_capacity(config, self.device)
         prompts = view_prompts(config.prompt) if config.guidance.view_dependent else [config.prompt]
         self.prompts = self.guidance.encode_prompts(prompts, config.guidance.negative_prompt)  # once per run
+        if guidance is None and hasattr(self.guidance, "release_text_encoder"):
+            self.guidance.release_text_encoder()  # ours alone: free its memory for the step
         self.step = 0
         if state is not None:
             self._restore(state)
