@@ -127,7 +127,8 @@ SYNC_COUNT_NOTE = (
 
 @contextlib.contextmanager
 def count_host_syncs(device: torch.device):
-    """Yields a dict filled on exit with host_syncs (CUDA sync debug mode; None on CPU) and python_sync_calls."""
+    """Yields a dict filled on exit with host_syncs (CUDA sync debug mode; None on CPU), sync_sites (file:line of
+    each, CUDA) and python_sync_calls."""
     result: dict[str, int | None] = {"host_syncs": None, "python_sync_calls": 0}
     originals = {name: getattr(torch.Tensor, name) for name in _PY_SYNC_METHODS}
     own = {name for name in _PY_SYNC_METHODS if name in torch.Tensor.__dict__}  # others are inherited from C
@@ -151,7 +152,9 @@ def count_host_syncs(device: torch.device):
                     yield result
                 finally:
                     torch.cuda.set_sync_debug_mode(prev)
-            result["host_syncs"] = sum(1 for w in caught if "synchroniz" in str(w.message).lower())
+            sites = [f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message).lower()]
+            result["host_syncs"] = len(sites)
+            result["sync_sites"] = sorted(set(sites))[:20]  # where in Python each synchronizing call was made
         else:
             yield result
     finally:
@@ -287,95 +290,9 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- results
-RATIO_NOTE = "ratios are fastdream throughput / peer throughput on the same inputs in the same run (> 1: faster)"
-
-
 def results_name(env: dict) -> str:
     """bench/results/<date>-<card>-<short-commit>.json, as DESIGN.md asks."""
     card = "".join(c if c.isalnum() else "-" for c in (env.get("card") or "unknown")).strip("-")
     while "--" in card:
         card = card.replace("--", "-")
     return f"bench/results/{env['date_utc'][:10]}-{card}-{(env.get('commit') or 'nocommit')[:8]}.json"
-
-
-def summarize(results: dict) -> dict:
-    """The key figures and every ratio field, flat (None where not measured)."""
-    k = results.get("kernels") or {}
-    mc, enc = k.get("march_composite") or {}, k.get("encoding") or {}
-    st = results.get("step") or {}
-    e2e = results.get("e2e") or {}
-    mcr, encr, str_ = mc.get("ratios") or {}, enc.get("ratios") or {}, st.get("ratios") or {}
-    ours_mc = (mc.get("backends") or {}).get("fastdream") or {}
-    ours_enc = (enc.get("backends") or {}).get("fastdream") or {}
-    ours_st = (st.get("backends") or {}).get("fastdream") or {}
-    stages = e2e.get("stages") or {}
-    return {
-        "note": RATIO_NOTE,
-        "march_composite_rays_per_s": ours_mc.get("rays_per_s"),
-        "march_composite_host_syncs": ours_mc.get("host_syncs"),
-        "march_composite_vs_nerfacc": mcr.get("vs_nerfacc"),
-        "march_composite_vs_torch": mcr.get("vs_torch"),
-        "march_composite_fixed_vs_nerfacc": mcr.get("fixed_vs_nerfacc"),
-        "march_composite_fixed_vs_torch": mcr.get("fixed_vs_torch"),
-        "encoding_points_per_s": ours_enc.get("points_per_s"),
-        "encoding_fraction_of_bandwidth": ours_enc.get("fraction_of_bandwidth"),
-        "encoding_vs_tcnn": encr.get("vs_tcnn"),
-        "encoding_vs_torch": encr.get("vs_torch"),
-        "step_steps_per_s": ours_st.get("steps_per_s"),
-        "step_peak_memory_bytes": ours_st.get("peak_memory_bytes"),
-        "step_diffusion_share": ours_st.get("diffusion_share"),
-        "step_achieved_tflops_nominal": ours_st.get("achieved_tflops_nominal"),
-        "step_vs_torch_renderer": str_.get("vs_torch_renderer"),
-        "step_vs_nerfacc_renderer": str_.get("vs_nerfacc_renderer"),
-        "e2e_train_s": (stages.get("train") or {}).get("seconds"),
-        "e2e_export_s": (stages.get("export") or {}).get("seconds"),
-        "e2e_render_s": (stages.get("render") or {}).get("seconds"),
-    }
-
-
-def report(results: dict) -> str:
-    """A short human-readable table of every section present."""
-    from bench import e2e, kernels, step
-
-    env = results.get("environment", {})
-    lines = [f"fastdream bench on {env.get('card')} ({env.get('device')}), torch {env.get('torch')}, "
-             f"CUDA {env.get('cuda_runtime')}, commit {(env.get('commit') or '?')[:8]}"
-             f"{' (dirty)' if env.get('commit_dirty') else ''}{', QUICK: figures mean nothing' if results.get('quick') else ''}"]
-    if isinstance(results.get("kernels"), dict) and "march_composite" in results["kernels"]:
-        lines += ["", table(kernels.summary_rows(results["kernels"]),
-                            ["bench", "backend", "status", "throughput", "samples|bytes", "syncs", "py-syncs",
-                             "reason"])]
-    if isinstance(results.get("step"), dict) and "backends" in results["step"]:
-        lines += ["", table(step.summary_rows(results["step"]),
-                            ["bench", "renderer", "status", "steps/s", "step", "phases (ms)", "peak mem",
-                             "syncs"])]
-    if isinstance(results.get("e2e"), dict) and "stages" in results["e2e"]:
-        lines += ["", table(e2e.summary_rows(results["e2e"]), ["bench", "stage", "status", "time", "reason"])]
-    for name in ("kernels", "step", "e2e"):
-        r = results.get(name)
-        if isinstance(r, dict) and r.get("status") in ("error", "unavailable"):
-            lines.append(f"{name}: {r['status']}: {r.get('reason')}")
-    s = results.get("summary") or summarize(results)
-    lines += ["", "ratios (ours/peer throughput): " + ", ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items()
-        if k.endswith(("_vs_nerfacc", "_vs_torch", "_vs_tcnn", "_renderer")))]
-    return "\n".join(lines)
-
-
-def merge_results(paths: list[str], out_path: str) -> dict:
-    """Merge JSON files of single-section runs (one process each) into one results file."""
-    merged: dict = {}
-    for p in paths:
-        try:
-            data = json.loads(Path(p).read_text())
-        except (OSError, ValueError) as exc:
-            merged.setdefault("merge_errors", []).append(f"{p}: {exc}")
-            continue
-        for key, value in data.items():
-            if key == "environment" and "environment" in merged:
-                merged.setdefault("environments", []).append(value)
-            elif key not in ("summary",):
-                merged[key] = value
-    merged["summary"] = summarize(merged)
-    write_json(out_path, merged)
-    return merged

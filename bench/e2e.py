@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from bench import common
+from bench import common, registry
 
 log = logging.getLogger("fastdream.bench")
 
@@ -51,7 +51,8 @@ def _available(name: str) -> bool:
     return any(n == name for n, _ in cli._available_commands())
 
 
-def run(device: torch.device, quick: bool, workdir: str | None = None) -> dict:
+def run(device: torch.device, quick: bool, workdir: str | None = None, **options) -> dict:
+    del options
     iters = 5 if quick else 1000
     out: dict[str, Any] = {"prompt": PROMPT, "guidance": GUIDANCE, "iters": iters, "preset": "fast", "stages": {}}
     with tempfile.TemporaryDirectory(prefix="fastdream-bench-e2e-", dir=workdir) as tmp:
@@ -98,3 +99,12 @@ def run(device: torch.device, quick: bool, workdir: str | None = None) -> dict:
 def summary_rows(res: dict) -> list[list[str]]:
     return [["e2e", stage, r.get("status", "?"), common.fmt(r.get("seconds"), " s"), r.get("reason", "")[:80]]
             for stage, r in res.get("stages", {}).items()]
+
+
+def summary(res: dict) -> dict:
+    stages = res.get("stages") or {}
+    return {f"e2e_{k}_s": (stages.get(k) or {}).get("seconds") for k in ("train", "export", "render")}
+
+
+SECTION = registry.register(registry.Section(name="e2e", run=run, summary=summary, rows=summary_rows,
+                                             header=("bench", "stage", "status", "time", "reason")))

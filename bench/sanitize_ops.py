@@ -70,8 +70,8 @@ def march_exact(dev, g):
 def march_fixed_capacity(dev, g):
     import inspect
     grid = _grid(dev, g)
-    if "max_samples" not in inspect.signature(grid.sampling).parameters:
-        raise NotImplementedError("OccupancyGrid.sampling has no max_samples")
+    if "max_samples" not in inspect.signature(grid.march_rays).parameters:
+        raise NotImplementedError("OccupancyGrid.march_rays has no max_samples")
     o, d = _rays(300, dev, g)
     grid.march_rays(o, d, render_step_size=0.02, max_samples=64)        # truncates
     return grid.march_rays(o, d, render_step_size=0.02, max_samples=100000)

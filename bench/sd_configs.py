@@ -67,16 +67,16 @@ SD_SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 
                 "beta_schedule": "scaled_linear", "prediction_type": "epsilon", "clip_sample": False}
 
 TINY_UNET = {
-    "sample_size": 16,
+    "sample_size": 8,
     "in_channels": 4,
     "out_channels": 4,
     "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
     "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
-    "block_out_channels": [32, 64],
+    "block_out_channels": [16, 32],
     "layers_per_block": 1,
-    "norm_num_groups": 32,
+    "norm_num_groups": 8,
     "cross_attention_dim": 32,
-    "attention_head_dim": 8,
+    "attention_head_dim": 4,
     "use_linear_projection": True,
 }
 
@@ -85,11 +85,11 @@ TINY_VAE = {
     "out_channels": 3,
     "down_block_types": ["DownEncoderBlock2D"] * 2,
     "up_block_types": ["UpDecoderBlock2D"] * 2,
-    "block_out_channels": [32, 64],
+    "block_out_channels": [16, 32],
     "layers_per_block": 1,
     "latent_channels": 4,
-    "norm_num_groups": 32,
-    "sample_size": 32,
+    "norm_num_groups": 8,
+    "sample_size": 16,
     "scaling_factor": 0.18215,
 }
 
@@ -111,3 +111,23 @@ TINY_TEXT = {
 # FLOP of one SDS step at SD 2.1-base size (the generate issue's count): UNet at batch 2 on 64x64 latents, VAE
 # encoder forward on 512x512 and its backward to the input.
 NOMINAL_STEP_TFLOP = 3.5
+
+# TAESD (madebyollin/taesd, the tiny autoencoder for the SD 1.x/2.x latent space): diffusers' AutoencoderTiny
+# defaults, written out.
+TAESD = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "encoder_block_out_channels": [64, 64, 64, 64],
+    "decoder_block_out_channels": [64, 64, 64, 64],
+    "act_fn": "relu",
+    "latent_channels": 4,
+    "upsampling_scaling_factor": 2,
+    "num_encoder_blocks": [1, 3, 3, 3],
+    "num_decoder_blocks": [3, 3, 3, 1],
+    "latent_magnitude": 3,
+    "latent_shift": 0.5,
+    "scaling_factor": 1.0,
+}
+
+TINY_TAESD = {**TAESD, "encoder_block_out_channels": [8, 8], "decoder_block_out_channels": [8, 8],
+              "num_encoder_blocks": [1, 1], "num_decoder_blocks": [1, 1]}

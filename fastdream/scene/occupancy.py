@@ -1,6 +1,7 @@
 """Occupancy grid with instant-ngp cascades: empty-space skipping for the ray marcher."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -10,6 +11,10 @@ from fastdream.ops._checks import check_tensor
 from fastdream.ops.sampling import march_rays
 
 __all__ = ["OccupancyGrid", "morton3", "pack_bits"]
+
+# After warm-up a cell that is not occupied refreshes with this probability: what n_cells/4 random draws with
+# replacement (nerfacc's and instant-ngp's rule) give each cell, 1 - (1 - 1/n)^(n/4) ~ 1 - e^(-1/4).
+_REFRESH_P = 1.0 - math.exp(-0.25)
 
 
 def _spread(v: torch.Tensor) -> torch.Tensor:
@@ -98,44 +103,41 @@ class OccupancyGrid(nn.Module):
                ema_decay: float = 0.95, warmup_steps: int = 256, n: int = 16, chunk: int = 1 << 20) -> bool:
         """Every `n` steps re-evaluate `density_fn(points [M,3]) -> [M] or [M,1]` and refresh the grid.
 
-        Warm-up (step < warmup_steps) evaluates every cell; later a random quarter of the cells plus the occupied
-        ones, each at a jittered point inside the cell. occ = max(occ * ema_decay, density); a cell is occupied
-        when occ > min(occ_thre, mean occ). Returns whether it updated. After warm-up it reads the occupied cell
-        list (one host sync every n steps).
+        Warm-up (step < warmup_steps) refreshes every cell; later the occupied cells plus a random share of the
+        others (each with probability 1 - e^-1/4, as often as n_cells/4 draws with replacement pick a cell), each
+        at a jittered point inside the cell. occ = max(occ * ema_decay, density) on refreshed cells; a cell is
+        occupied when occ > min(occ_thre, mean occ). Returns whether it updated. No host sync: the density of every
+        cell is evaluated (fixed shapes) and a mask picks the cells that refresh.
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         if step % n != 0:
             return False
         res, dev = self.resolution, self.occs.device
-        n_cells = res ** 3
+        idx = torch.arange(res ** 3, device=dev)
+        cells = torch.stack([idx // (res * res), (idx // res) % res, idx % res], -1).float()
         for level in range(self.levels):
-            if step < warmup_steps:
-                idx = torch.arange(n_cells, device=dev)
-            else:
-                rand = torch.randint(0, n_cells, (max(n_cells // 4, 1),), device=dev)
-                occ_idx = torch.nonzero(self.occupied[level].reshape(-1)).reshape(-1)
-                # unique: a cell drawn twice would make the scattered write below order-dependent (and resume
-                # would then differ from an uninterrupted run)
-                idx = torch.unique(torch.cat([rand, occ_idx]))
-            x = idx // (res * res)
-            y = (idx // res) % res
-            z = idx % res
-            cells = torch.stack([x, y, z], -1).float()
-            u = (cells + torch.rand_like(cells)) / res
-            box = self.level_aabb(level)
-            lo = torch.tensor(box[:3], device=dev)
-            hi = torch.tensor(box[3:], device=dev)
-            pts = lo + u * (hi - lo)
+            lo, hi = self._level_box(level)
+            pts = lo + (cells + torch.rand_like(cells)) / res * (hi - lo)
             dens = torch.cat([density_fn(pts[i:i + chunk]).reshape(-1).float() for i in range(0, len(pts), chunk)])
             if dens.shape[0] != pts.shape[0]:
                 raise ValueError(f"density_fn must return [M] or [M,1] for M points, got {dens.shape[0]} values")
             occ = self.occs[level]
-            occ[idx] = torch.maximum(occ[idx] * ema_decay, torch.nan_to_num(dens, nan=0.0, posinf=1e10))
+            new = torch.maximum(occ * ema_decay, torch.nan_to_num(dens, nan=0.0, posinf=1e10))
+            if step >= warmup_steps:
+                refresh = self.occupied[level].reshape(-1) | (torch.rand(occ.shape, device=dev) < _REFRESH_P)
+                new = torch.where(refresh, new, occ)
+            occ.copy_(new)
         thre = torch.clamp(self.occs.mean(), max=occ_thre)
         self.occupied.copy_((self.occs > thre).reshape(self.occupied.shape))
         self.bitfield.copy_(pack_bits(self.occupied))
         return True
+
+    def _level_box(self, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lo [3], hi [3]) of level `level`, computed on the grid's device from the aabb buffer (no copy)."""
+        centre = (self.aabb[:3] + self.aabb[3:]) * 0.5
+        half = (self.aabb[3:] - self.aabb[:3]) * (0.5 * 2.0 ** level)
+        return centre - half, centre + half
 
     # ---- marching ------------------------------------------------------------------------------------------
     def march_rays(self, rays_o: torch.Tensor, rays_d: torch.Tensor, near_plane: float = 0.0,

@@ -26,14 +26,22 @@ def param_groups(scene, optim_cfg) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def use_fused(optim_cfg, device: torch.device) -> bool:
+    """optim.fused applies on CUDA only (fused Adam: one kernel over every parameter, no host sync)."""
+    return bool(getattr(optim_cfg, "fused", False)) and device.type == "cuda"
+
+
 class Optimizer:
-    """Adam over the scene's parameters under the run's precision: autocast() for the forward, step(loss)."""
+    """Adam over the scene's parameters under the run's precision: autocast() for the forward, step(loss)
+    (= backward(loss) then apply())."""
 
     def __init__(self, scene, optim_cfg, precision: str, device: torch.device):
         self.cfg = optim_cfg
         self.precision = resolve_precision(precision, device)
         self.device = device
-        self.adam = torch.optim.Adam(param_groups(scene, optim_cfg), betas=optim_cfg.betas, eps=optim_cfg.eps)
+        self.fused = use_fused(optim_cfg, device)
+        self.adam = torch.optim.Adam(param_groups(scene, optim_cfg), betas=optim_cfg.betas, eps=optim_cfg.eps,
+                                     **({"fused": True} if self.fused else {}))
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
 
     def autocast(self):
@@ -44,8 +52,16 @@ class Optimizer:
 
     def step(self, loss: torch.Tensor) -> None:
         """Backward of `loss`, optional gradient clipping, one Adam step."""
+        self.backward(loss)
+        self.apply()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Fresh gradients of `loss` (scaled under fp16)."""
         self.adam.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+
+    def apply(self) -> None:
+        """Optional gradient clipping, then one Adam step (and the fp16 scaler's update)."""
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.adam)
             params = [p for group in self.adam.param_groups for p in group["params"]]

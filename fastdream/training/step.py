@@ -1,7 +1,8 @@
 """One SDS step's forward: render the batch of random views, score it with the guidance, add the regularisers.
 
-Nothing here synchronises with the host: cameras and shading are drawn on the CPU generator, renders use the
-fixed-capacity sampler on the GPU, and losses stay on the device.
+Nothing here synchronises with the host: cameras and shading are drawn on the CPU generator and the cameras reach
+the GPU through pinned memory without blocking, renders use the fixed-capacity sampler on the GPU, and losses stay
+on the device.
 """
 from __future__ import annotations
 
@@ -12,9 +13,21 @@ import torch
 from fastdream.cameras import CameraBatch, get_rays
 from fastdream.guidance.base import ViewContext
 from fastdream.guidance.view_prompts import view_indices
+from fastdream.ops.transfer import to_device
 from fastdream.training.losses import total_loss
 
-__all__ = ["RenderedBatch", "render_batch", "sds_losses"]
+__all__ = ["RenderedBatch", "cameras_to", "render_batch", "sds_losses", "mark"]
+
+
+def mark(clock, name: str) -> None:
+    """clock.mark(name) when profiling (a clock with start() and mark(name), e.g. CUDA events); else nothing."""
+    if clock is not None:
+        clock.mark(name)
+
+
+def cameras_to(cams: CameraBatch, device: torch.device) -> CameraBatch:
+    """The CPU-drawn cameras on `device`, copied through pinned memory without making the host wait."""
+    return CameraBatch(*(to_device(getattr(cams, k), device) for k in CameraBatch.__dataclass_fields__))
 
 
 @dataclass
@@ -61,11 +74,14 @@ def _conditioning(prompts, batch: RenderedBatch, guidance_cfg) -> torch.Tensor:
 
 
 def sds_losses(guidance, batch: RenderedBatch, prompts: dict, cfg, *, t_range: tuple[float, float],
-               generator: torch.Generator, latent: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The step's total loss and its terms ({"sds", regularisers..., "grad_norm"}) for a rendered batch."""
+               generator: torch.Generator, latent: bool, clock=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The step's total loss and its terms ({"sds", regularisers..., "grad_norm"}) for a rendered batch.
+    With a profiling `clock`, the backward marks "vae_backward" when the gradient reaches the images."""
     images = batch.color.permute(0, 3, 1, 2)
     if latent:
         images = torch.cat([images, batch.opacity[:, None]], 1)
+    if clock is not None and images.requires_grad:
+        images.register_hook(lambda grad: mark(clock, "vae_backward"))
     b, h, w = batch.opacity.shape
     guidance.set_view(ViewContext(cameras=batch.cams, height=h, width=w, shading=batch.shading,
                                   ambient_ratio=batch.ambient, background=batch.background.detach().float()))

@@ -21,7 +21,7 @@ from fastdream.scene.scene import Scene
 from fastdream.training import hooks, schedules
 from fastdream.training.hooks import NonFiniteError
 from fastdream.training.optim import Optimizer
-from fastdream.training.step import render_batch, sds_losses
+from fastdream.training.step import cameras_to, mark, render_batch, sds_losses
 
 __all__ = ["Trainer", "TrainResult", "NonFiniteError", "resolve_device"]
 
@@ -54,6 +54,15 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return device
 
 
+def _load_guidance(config: Config, device: torch.device) -> Guidance:
+    """The run's guidance with its speed options (encoder, channels_last, compile, CUDA graphs)."""
+    g = config.guidance
+    return load_guidance(g.spec, device=device, model=g.model, compile=g.compile,
+                         dtype=None if g.half_precision else torch.float32, encoder=g.encoder,
+                         tiny_encoder=g.tiny_encoder, channels_last=g.channels_last,
+                         cuda_graphs=config.train.cuda_graphs)
+
+
 def _sample_capacity(config: Config, device: torch.device):
     """The training renders' sample budget: render.max_samples, or on CUDA a SampleCapacity (no host sync) that
     starts at 96 samples per ray and then follows the scene's real demand."""
@@ -78,10 +87,11 @@ class Trainer:
         if state is not None:
             log.info("resuming %s from step %d", self.run_dir, state["step"])
         torch.manual_seed(tc.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = tc.cudnn_benchmark
         self.scene = Scene.from_config(config, self.device)
-        self.guidance = guidance or load_guidance(
-            config.guidance.spec, device=self.device, model=config.guidance.model, compile=config.guidance.compile,
-            dtype=None if config.guidance.half_precision else torch.float32)
+        self.guidance = guidance or _load_guidance(config, self.device)
+        self.phase_clock = None  # profile() sets it; None keeps the step free of timing events
         self.sampler = CameraSampler(config.camera)
         self.cam_gen = torch.Generator().manual_seed(tc.seed)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(tc.seed + 1)
@@ -89,6 +99,8 @@ class Trainer:
         self.capacity = _sample_capacity(config, self.device)
         prompts = view_prompts(config.prompt) if config.guidance.view_dependent else [config.prompt]
         self.prompts = self.guidance.encode_prompts(prompts, config.guidance.negative_prompt)  # once per run
+        if guidance is None and hasattr(self.guidance, "release_text_encoder"):
+            self.guidance.release_text_encoder()  # ours alone: free its memory for the step
         self.step = 0
         if state is not None:
             self._restore(state)
@@ -102,23 +114,37 @@ class Trainer:
     def t_range(self) -> tuple[float, float]:
         return schedules.t_range(self.cfg.guidance, self.step, self.cfg.train.iters)
 
+    def profile(self, clock) -> None:
+        """Mark the step's phases on `clock` (start() and mark(name), e.g. bench.common.PhaseClock), or stop with
+        None: render_fwd, vae_encode and unet (SD guidance), vae_backward, render_backward, optimizer, grid_update."""
+        self.phase_clock = clock
+        if hasattr(type(self.guidance), "phase_clock"):
+            self.guidance.phase_clock = clock
+
     # ---- one step --------------------------------------------------------------------------------------------
     def train_step(self) -> dict:
-        """One SDS step; returns the losses as device tensors (no host sync)."""
-        cfg = self.cfg
+        """One SDS step; returns the losses as device tensors (no host sync on CUDA)."""
+        cfg, clock = self.cfg, self.phase_clock
         r, iters = cfg.render, cfg.train.iters
+        if clock is not None:
+            clock.start()
         cams = self.sampler.sample(r.batch_size, self.cam_gen)
         shading, ambient = schedules.sample_shading(cfg.shading, self.step, r.batch_size, self.cam_gen)
         latent = schedules.in_latent_warmup(cfg.guidance, self.guidance, self.step, iters)
         self.scene.train()
         with self.optim.autocast():
-            batch = render_batch(self.scene, cams.to(self.device), shading, ambient, r.height, r.width,
+            batch = render_batch(self.scene, cameras_to(cams, self.device), shading, ambient, r.height, r.width,
                                  stratified=r.stratified, need_samples=cfg.loss.orientation > 0,
                                  generator=self.cam_gen, max_samples=self.capacity)
+        mark(clock, "render_fwd")
         total, losses = sds_losses(self.guidance, batch, self.prompts, cfg, t_range=self.t_range(),
-                                   generator=self.noise_gen, latent=latent)
-        self.optim.step(total)
+                                   generator=self.noise_gen, latent=latent, clock=clock)
+        self.optim.backward(total)
+        mark(clock, "render_backward")
+        self.optim.apply()
+        mark(clock, "optimizer")
         self._update_grid()
+        mark(clock, "grid_update")
         self.step += 1
         losses["loss"] = total.detach()
         return {k: v.detach() for k, v in losses.items()}

@@ -49,6 +49,10 @@ def test_oracle_fast_preset_is_small():
     ("field.aabb_radius=0", "field.aabb_radius", "(0.0"),
     ("optim.lr_mlp=-1", "optim.lr_mlp", "[0.0, 10.0]"),
     ("loss.orientation=nan", "loss.orientation", "[0.0"),
+    ("guidance.encoder=jpeg", "guidance.encoder", "vae, tiny"),
+    ("guidance.tiny_encoder=", "guidance.tiny_encoder", "AutoencoderTiny"),
+    ("train.cuda_graphs=maybe", "train.cuda_graphs", "true or false"),
+    ("optim.fused=1", "optim.fused", "true or false"),
 ])
 def test_validation_names_field_and_range(override, field, allowed):
     with pytest.raises(UserError) as e:

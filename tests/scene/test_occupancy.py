@@ -1,6 +1,8 @@
 """OccupancyGrid: Morton bit packing, the update rule, state handling."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -67,6 +69,17 @@ def test_update_after_warmup_revisits_occupied_cells():
     occ = grid.occs.reshape(res, res, res)
     # Every occupied cell was re-evaluated (decayed), whatever the random subset was.
     torch.testing.assert_close(occ[2:4, 2:4, 2:4], torch.full((2, 2, 2), 0.25))
+
+
+def test_update_after_warmup_refreshes_a_random_share_of_empty_cells():
+    res = 16
+    grid = OccupancyGrid(AABB, resolution=res)
+    grid.update(0, lambda x: torch.zeros(x.shape[0]), warmup_steps=1)  # every cell empty
+    assert not grid.occupied.any()
+    grid.update(16, lambda x: torch.ones(x.shape[0]), warmup_steps=1)
+    refreshed = float((grid.occs > 0).float().mean())
+    # each empty cell refreshes with probability 1 - e^(-1/4) (n/4 draws with replacement); 4096 cells: sd ~0.0065
+    assert abs(refreshed - (1 - math.exp(-0.25))) < 0.03
 
 
 def test_levels_cover_scaled_boxes_and_state_moves():
