@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from _export_fields import AABB, SPHERE_C, density_of, position_albedo, sphere_sdf
+from tests._export_fields import AABB, SPHERE_C, density_of, position_albedo, sphere_sdf
 
 from fastdream.cli import main
 from fastdream.errors import UserError

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from _export_fields import (AABB, SPHERE_C, SPHERE_R, density_of, position_albedo, sample_texture, sphere_sdf)
+from tests._export_fields import (AABB, SPHERE_C, SPHERE_R, density_of, position_albedo, sample_texture, sphere_sdf)
 
 from fastdream.errors import UserError
 from fastdream.export import (NoSurfaceError, export_asset, parse_formats, render_turntable, turntable_azimuths,

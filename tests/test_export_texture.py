@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _export_fields import (AABB, density_of, position_albedo, sample_on_mesh, sample_texture, sphere_sdf,
+from tests._export_fields import (AABB, density_of, position_albedo, sample_on_mesh, sample_texture, sphere_sdf,
                             torus_sdf)
 
 from fastdream.export import bake_texture, extract_mesh, fill_gutters, rasterize_uv, unwrap

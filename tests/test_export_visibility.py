@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from _export_fields import AABB, density_of
+from tests._export_fields import AABB, density_of
 
 from fastdream.export import extract_mesh
 from fastdream.export.visibility import TrainingViews, blocked_towards, unseen_empty, view_directions

@@ -1,0 +1,193 @@
+"""Triangle-mesh cleanup: degenerate and duplicate faces, components, orientation, decimation, topology checks.
+
+Meshes are (vertices [V, 3] float, faces [F, 3] int64) pairs; nothing here depends on where they came from.
+"""
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class Topology(NamedTuple):
+    """Edge and vertex counts that say whether a mesh is a closed, consistently oriented 2-manifold."""
+    faces: int
+    boundary_edges: int  # used by one face: a hole
+    nonmanifold_edges: int  # used by three or more faces
+    misoriented_edges: int  # used twice in the same direction: neighbours wound against each other
+    nonmanifold_vertices: int  # whose faces form more than one fan (two sheets touching at a point)
+    components: int  # edge-connected
+
+    @property
+    def closed_manifold(self) -> bool:
+        return self.faces > 0 and not (self.boundary_edges or self.nonmanifold_edges or self.misoriented_edges
+                                       or self.nonmanifold_vertices)
+
+
+def _half_edges(faces: np.ndarray) -> np.ndarray:
+    """[3F, 2] directed edges (a, b) of every face, face-major: row 3*f + k is corner k -> k+1."""
+    return np.stack([faces, np.roll(faces, -1, axis=1)], -1).reshape(-1, 2)
+
+
+def topology(faces: np.ndarray) -> Topology:
+    """Count holes, non-manifold edges/vertices, inconsistent windings and components of a face array [F, 3]."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = np.asarray(faces, dtype=np.int64)
+    if len(faces) == 0:
+        return Topology(0, 0, 0, 0, 0, 0)
+    he = _half_edges(faces)
+    und, inv, uses = np.unique(np.sort(he, 1), axis=0, return_inverse=True, return_counts=True)
+    inv = inv.reshape(-1)
+    forward = np.bincount(inv, weights=(he[:, 0] < he[:, 1]).astype(np.float64), minlength=len(und))
+    two = uses == 2
+    misoriented = int((two & (forward != 1)).sum())
+    # corners (face, vertex) joined across each edge used by exactly two faces: one group per fan
+    n_he = len(he)
+    face_of = np.arange(n_he) // 3
+    order = np.argsort(inv, kind="stable")
+    paired = two[inv[order]]
+    first, second = order[paired][0::2], order[paired][1::2]
+    corner = lambda f, v: 3 * f + np.argmax(faces[f] == v[:, None], axis=1)  # noqa: E731
+    rows, cols = [], []
+    for end in (0, 1):
+        v = he[first, end]
+        rows.append(corner(face_of[first], v))
+        cols.append(corner(face_of[second], v))
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n_he, n_he))
+    n_fans, fan = connected_components(graph, directed=False)
+    fans_per_vertex = np.bincount(np.unique(np.stack([faces.reshape(-1), fan], 1), axis=0)[:, 0])
+    face_graph = coo_matrix((np.ones(len(first), np.int8), (face_of[first], face_of[second])),
+                            shape=(len(faces), len(faces)))
+    n_comp, _ = connected_components(face_graph, directed=False)
+    return Topology(len(faces), int((uses == 1).sum()), int((uses > 2).sum()), misoriented,
+                    int((fans_per_vertex > 1).sum()), int(n_comp))
+
+
+def remove_degenerate(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Faces [F', 3] without repeated vertex indices or (numerically) zero area."""
+    f = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    v = vertices[f].astype(np.float64)
+    area2 = np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
+    scale = max(float(np.ptp(vertices, axis=0).max()), 1e-12) if len(vertices) else 1.0
+    return f[area2 > 1e-14 * scale * scale]
+
+
+def remove_duplicate_faces(faces: np.ndarray) -> np.ndarray:
+    """Faces [F', 3] with each vertex triple once; a triple present in both windings (a zero-thickness sheet, whose
+    normals cancel) is dropped as many times as it is present each way, so only the surplus winding stays."""
+    if len(faces) == 0:
+        return faces
+    key = np.sort(faces, 1)
+    # a cyclic rotation of the sorted triple keeps the winding, a swap flips it
+    even = ((faces == key).all(1) | (faces == np.roll(key, 1, 1)).all(1) | (faces == np.roll(key, 2, 1)).all(1))
+    _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    net = np.bincount(inv, weights=np.where(even, 1.0, -1.0))
+    keep = net != 0
+    out = key[first[keep]].copy()
+    flip = net[keep] < 0
+    out[flip] = out[flip][:, ::-1]
+    if len(out) < len(faces):
+        log.debug("removed %d duplicate or opposite-coincident faces", len(faces) - len(out))
+    return out
+
+
+def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop unreferenced vertices; faces re-indexed, [F, 3] int64."""
+    used, inverse = np.unique(faces.reshape(-1), return_inverse=True)
+    return vertices[used], inverse.reshape(-1, 3).astype(np.int64)
+
+
+def weld(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices at exactly the same position (e.g. the seam copies of a UV atlas); faces re-indexed."""
+    unique, inverse = np.unique(np.asarray(vertices), axis=0, return_inverse=True)
+    return unique, inverse.reshape(-1)[faces].astype(np.int64)
+
+
+def face_components(n_vertices: int, faces: np.ndarray) -> tuple[int, np.ndarray]:
+    """(count, label per face) of the vertex-connected components of a mesh."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
+    cols = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n_vertices, n_vertices))
+    count, labels = connected_components(graph, directed=False)
+    return count, labels[faces[:, 0]]
+
+
+def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area of every face [F] float64."""
+    v = vertices[faces].astype(np.float64)
+    return 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
+
+
+def keep_large_components(vertices: np.ndarray, faces: np.ndarray, min_ratio: float = 0.02):
+    """Drop connected components whose surface area is below min_ratio x the largest one's (floaters); compacted.
+
+    min_ratio 1.0 keeps the largest component only."""
+    count, face_label = face_components(len(vertices), faces)
+    if count <= 1:
+        return compact(vertices, faces)
+    comp_area = np.bincount(face_label, weights=face_areas(vertices, faces), minlength=count)
+    keep_comp = comp_area >= min_ratio * comp_area.max()
+    if min_ratio >= 1.0:
+        keep_comp = np.arange(count) == int(np.argmax(comp_area))
+    log.debug("components: %d, kept %d", count, int(keep_comp.sum()))
+    return compact(vertices, faces[keep_comp[face_label]])
+
+
+def orient_outward(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Faces wound so the enclosed (signed) volume is positive: normals point out of a closed mesh."""
+    v = vertices[faces].astype(np.float64)
+    if np.einsum("ij,ij->i", v[:, 0], np.cross(v[:, 1], v[:, 2])).sum() < 0:
+        return faces[:, ::-1].copy()
+    return faces
+
+
+def clean(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Degenerate, duplicate and opposite-coincident faces removed, unused vertices dropped."""
+    faces = remove_duplicate_faces(remove_degenerate(vertices, np.asarray(faces, dtype=np.int64)))
+    return compact(vertices, faces)
+
+
+def _decimate_once(vertices: np.ndarray, faces: np.ndarray, target: int, min_ratio: float):
+    import fast_simplification
+
+    v, f = fast_simplification.simplify(vertices.astype(np.float64), faces.astype(np.int64), target_count=target)
+    # quadric collapses can fold a thin part flat onto itself: coincident faces of opposite winding, which clean()
+    # removes, and a few faces of numerically zero area, which remove_degenerate leaves as holes: check after
+    v, f = clean(v.astype(np.float32), np.asarray(f, dtype=np.int64))
+    if len(f):
+        v, f = keep_large_components(v, f, min_ratio)
+    return v, f
+
+
+def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int, *,
+             min_component_ratio: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """Quadric decimation (fast-simplification) to at most about max_faces faces, keeping a closed 2-manifold closed.
+
+    The collapses can leave a closed input open or pinched; the result is then cleaned (see clean) and checked, and
+    where that is not enough the decimation is retried with a slightly lower target (a different collapse order).
+    If no try gives a closed manifold, the input is returned unchanged with a warning rather than a broken mesh.
+    A mesh that was not a closed manifold to begin with is decimated once and cleaned, unchecked.
+    """
+    if len(faces) <= max_faces:
+        return vertices, faces
+    if not topology(faces).closed_manifold:
+        return _decimate_once(vertices, faces, int(max_faces), min_component_ratio)
+    for shrink in (1.0, 0.97, 0.9, 0.8):
+        v, f = _decimate_once(vertices, faces, max(4, int(max_faces * shrink)), min_component_ratio)
+        topo = topology(f)
+        if topo.closed_manifold:
+            return v, f
+        log.debug("decimation to %d faces left %s; retrying", int(max_faces * shrink), topo)
+    log.warning("decimation to %d faces could not keep the mesh closed and manifold; keeping all %d faces",
+                max_faces, len(faces))
+    return vertices, faces
