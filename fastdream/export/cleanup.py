@@ -32,6 +32,18 @@ def _half_edges(faces: np.ndarray) -> np.ndarray:
     return np.stack([faces, np.roll(faces, -1, axis=1)], -1).reshape(-1, 2)
 
 
+def _row_keys(rows: np.ndarray) -> np.ndarray:
+    """One int64 per row of non-negative integers [N, K] (equal rows, equal keys): sorting them is far cheaper
+    than np.unique(axis=0)."""
+    base = int(rows.max(initial=0)) + 1
+    if base ** rows.shape[1] >= 2 ** 63:
+        return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
+    key = np.zeros(len(rows), dtype=np.int64)
+    for k in range(rows.shape[1]):
+        key = key * base + rows[:, k]
+    return key
+
+
 def topology(faces: np.ndarray) -> Topology:
     """Count holes, non-manifold edges/vertices, inconsistent windings and components of a face array [F, 3]."""
     from scipy.sparse import coo_matrix
@@ -41,31 +53,26 @@ def topology(faces: np.ndarray) -> Topology:
     if len(faces) == 0:
         return Topology(0, 0, 0, 0, 0, 0)
     he = _half_edges(faces)
-    und, inv, uses = np.unique(np.sort(he, 1), axis=0, return_inverse=True, return_counts=True)
-    inv = inv.reshape(-1)
-    forward = np.bincount(inv, weights=(he[:, 0] < he[:, 1]).astype(np.float64), minlength=len(und))
+    _, inv, uses = np.unique(_row_keys(np.sort(he, 1)), return_inverse=True, return_counts=True)
+    forward = np.bincount(inv, weights=(he[:, 0] < he[:, 1]).astype(np.float64), minlength=len(uses))
     two = uses == 2
-    misoriented = int((two & (forward != 1)).sum())
-    # corners (face, vertex) joined across each edge used by exactly two faces: one group per fan
-    n_he = len(he)
-    face_of = np.arange(n_he) // 3
+    # half-edges of the edges used exactly twice, in pairs: (first[i], second[i]) share an edge
     order = np.argsort(inv, kind="stable")
-    paired = two[inv[order]]
-    first, second = order[paired][0::2], order[paired][1::2]
-    corner = lambda f, v: 3 * f + np.argmax(faces[f] == v[:, None], axis=1)  # noqa: E731
-    rows, cols = [], []
-    for end in (0, 1):
-        v = he[first, end]
-        rows.append(corner(face_of[first], v))
-        cols.append(corner(face_of[second], v))
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n_he, n_he))
-    n_fans, fan = connected_components(graph, directed=False)
-    fans_per_vertex = np.bincount(np.unique(np.stack([faces.reshape(-1), fan], 1), axis=0)[:, 0])
+    order = order[two[inv[order]]]
+    first, second = order[0::2], order[1::2]
+    face_of = np.arange(len(he)) // 3
+    # corner (face, vertex) ids are 3*face + k; corners of one vertex joined across a shared edge form one fan
+    corner_of = lambda h, v: 3 * face_of[h] + np.argmax(faces[face_of[h]] == v[:, None], axis=1)  # noqa: E731
+    rows = np.concatenate([corner_of(first, he[first, e]) for e in (0, 1)])
+    cols = np.concatenate([corner_of(second, he[first, e]) for e in (0, 1)])
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(len(he), len(he)))
+    _, fan = connected_components(graph, directed=False)
+    n_fan = int(fan.max()) + 1
+    fans_per_vertex = np.bincount(np.unique(faces.reshape(-1) * n_fan + fan) // n_fan)
     face_graph = coo_matrix((np.ones(len(first), np.int8), (face_of[first], face_of[second])),
                             shape=(len(faces), len(faces)))
     n_comp, _ = connected_components(face_graph, directed=False)
-    return Topology(len(faces), int((uses == 1).sum()), int((uses > 2).sum()), misoriented,
+    return Topology(len(faces), int((uses == 1).sum()), int((uses > 2).sum()), int((two & (forward != 1)).sum()),
                     int((fans_per_vertex > 1).sum()), int(n_comp))
 
 
@@ -86,7 +93,7 @@ def remove_duplicate_faces(faces: np.ndarray) -> np.ndarray:
     key = np.sort(faces, 1)
     # a cyclic rotation of the sorted triple keeps the winding, a swap flips it
     even = ((faces == key).all(1) | (faces == np.roll(key, 1, 1)).all(1) | (faces == np.roll(key, 2, 1)).all(1))
-    _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    _, first, inv = np.unique(_row_keys(key), return_index=True, return_inverse=True)
     inv = inv.reshape(-1)
     net = np.bincount(inv, weights=np.where(even, 1.0, -1.0))
     keep = net != 0
@@ -106,8 +113,13 @@ def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def weld(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Merge vertices at exactly the same position (e.g. the seam copies of a UV atlas); faces re-indexed."""
-    unique, inverse = np.unique(np.asarray(vertices), axis=0, return_inverse=True)
-    return unique, inverse.reshape(-1)[faces].astype(np.int64)
+    v = np.ascontiguousarray(vertices)
+    order = np.lexsort(v.T[::-1])
+    s = v[order]
+    new = np.concatenate([[True], (s[1:] != s[:-1]).any(1)])
+    index = np.empty(len(v), dtype=np.int64)
+    index[order] = np.cumsum(new) - 1
+    return s[new], index[faces].astype(np.int64)
 
 
 def face_components(n_vertices: int, faces: np.ndarray) -> tuple[int, np.ndarray]:
