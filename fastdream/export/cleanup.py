@@ -44,16 +44,22 @@ def _row_keys(rows: np.ndarray) -> np.ndarray:
     return key
 
 
-def topology(faces: np.ndarray) -> Topology:
-    """Count holes, non-manifold edges/vertices, inconsistent windings and components of a face array [F, 3]."""
+class _Edges(NamedTuple):
+    uses: np.ndarray  # [E] faces per undirected edge
+    bad: np.ndarray  # [E] used other than twice in opposite directions
+    edge_vertices: np.ndarray  # [E, 2]
+    fans: np.ndarray  # [V] fans (corner groups joined across shared edges) around each vertex
+    pairs: tuple[np.ndarray, np.ndarray]  # faces on either side of each edge used exactly twice
+
+
+def _edges(faces: np.ndarray) -> _Edges:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    faces = np.asarray(faces, dtype=np.int64)
-    if len(faces) == 0:
-        return Topology(0, 0, 0, 0, 0, 0)
     he = _half_edges(faces)
-    _, inv, uses = np.unique(_row_keys(np.sort(he, 1)), return_inverse=True, return_counts=True)
+    und = np.sort(he, 1)
+    _, first_use, inv, uses = np.unique(_row_keys(und), return_index=True, return_inverse=True,
+                                        return_counts=True)
     forward = np.bincount(inv, weights=(he[:, 0] < he[:, 1]).astype(np.float64), minlength=len(uses))
     two = uses == 2
     # half-edges of the edges used exactly twice, in pairs: (first[i], second[i]) share an edge
@@ -68,12 +74,33 @@ def topology(faces: np.ndarray) -> Topology:
     graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(len(he), len(he)))
     _, fan = connected_components(graph, directed=False)
     n_fan = int(fan.max()) + 1
-    fans_per_vertex = np.bincount(np.unique(faces.reshape(-1) * n_fan + fan) // n_fan)
-    face_graph = coo_matrix((np.ones(len(first), np.int8), (face_of[first], face_of[second])),
-                            shape=(len(faces), len(faces)))
+    fans = np.bincount(np.unique(faces.reshape(-1) * n_fan + fan) // n_fan)
+    bad = ~two | (forward != 1)
+    return _Edges(uses, bad, und[first_use], fans, (face_of[first], face_of[second]))
+
+
+def topology(faces: np.ndarray) -> Topology:
+    """Count holes, non-manifold edges/vertices, inconsistent windings and components of a face array [F, 3]."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = np.asarray(faces, dtype=np.int64)
+    if len(faces) == 0:
+        return Topology(0, 0, 0, 0, 0, 0)
+    e = _edges(faces)
+    face_graph = coo_matrix((np.ones(len(e.pairs[0]), np.int8), e.pairs), shape=(len(faces), len(faces)))
     n_comp, _ = connected_components(face_graph, directed=False)
-    return Topology(len(faces), int((uses == 1).sum()), int((uses > 2).sum()), int((two & (forward != 1)).sum()),
-                    int((fans_per_vertex > 1).sum()), int(n_comp))
+    return Topology(len(faces), int((e.uses == 1).sum()), int((e.uses > 2).sum()),
+                    int((e.bad & (e.uses == 2)).sum()), int((e.fans > 1).sum()), int(n_comp))
+
+
+def defect_vertices(faces: np.ndarray) -> np.ndarray:
+    """Indices of the vertices on a hole, a non-manifold or misoriented edge, or pinched (more than one fan)."""
+    faces = np.asarray(faces, dtype=np.int64)
+    if len(faces) == 0:
+        return np.zeros(0, dtype=np.int64)
+    e = _edges(faces)
+    return np.union1d(e.edge_vertices[e.bad].reshape(-1), np.flatnonzero(e.fans > 1))
 
 
 def remove_degenerate(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -168,38 +195,3 @@ def clean(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarr
     faces = remove_duplicate_faces(remove_degenerate(vertices, np.asarray(faces, dtype=np.int64)))
     return compact(vertices, faces)
 
-
-def _decimate_once(vertices: np.ndarray, faces: np.ndarray, target: int, min_ratio: float):
-    import fast_simplification
-
-    v, f = fast_simplification.simplify(vertices.astype(np.float64), faces.astype(np.int64), target_count=target)
-    # quadric collapses can fold a thin part flat onto itself: coincident faces of opposite winding, which clean()
-    # removes, and a few faces of numerically zero area, which remove_degenerate leaves as holes: check after
-    v, f = clean(v.astype(np.float32), np.asarray(f, dtype=np.int64))
-    if len(f):
-        v, f = keep_large_components(v, f, min_ratio)
-    return v, f
-
-
-def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int, *,
-             min_component_ratio: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
-    """Quadric decimation (fast-simplification) to at most about max_faces faces, keeping a closed 2-manifold closed.
-
-    The collapses can leave a closed input open or pinched; the result is then cleaned (see clean) and checked, and
-    where that is not enough the decimation is retried with a slightly lower target (a different collapse order).
-    If no try gives a closed manifold, the input is returned unchanged with a warning rather than a broken mesh.
-    A mesh that was not a closed manifold to begin with is decimated once and cleaned, unchecked.
-    """
-    if len(faces) <= max_faces:
-        return vertices, faces
-    if not topology(faces).closed_manifold:
-        return _decimate_once(vertices, faces, int(max_faces), min_component_ratio)
-    for shrink in (1.0, 0.97, 0.9, 0.8):
-        v, f = _decimate_once(vertices, faces, max(4, int(max_faces * shrink)), min_component_ratio)
-        topo = topology(f)
-        if topo.closed_manifold:
-            return v, f
-        log.debug("decimation to %d faces left %s; retrying", int(max_faces * shrink), topo)
-    log.warning("decimation to %d faces could not keep the mesh closed and manifold; keeping all %d faces",
-                max_faces, len(faces))
-    return vertices, faces

@@ -14,7 +14,8 @@ import torch
 
 from fastdream.errors import UserError
 from fastdream.export import cleanup
-from fastdream.export.cleanup import decimate, keep_large_components  # noqa: F401  (public here before)
+from fastdream.export.cleanup import keep_large_components  # noqa: F401  (public here before)
+from fastdream.export.decimate import decimate
 from fastdream.export.shell import DEFAULT_SEAL, closed_field
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,7 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
     views (a fastdream.export.visibility.TrainingViews, or a [K, 3] array of parallel view directions): empty space
     that no training camera could see counts as solid first (see visibility.py).
 
-    With max_faces the mesh is decimated (quadric, see cleanup.decimate, which keeps it closed and manifold).
+    With max_faces the mesh is decimated (quadric, see fastdream.export.decimate: a closed mesh stays closed).
     Raises NoSurfaceError when nothing is left.
     """
     a = _aabb_array(aabb)
@@ -333,7 +334,7 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
     if max_faces is not None:
         if int(max_faces) < 4:
             raise ValueError(f"max_faces must be >= 4, got {max_faces}")
-        verts, faces = cleanup.decimate(verts, faces, int(max_faces), min_component_ratio=ratio)
+        verts, faces = decimate(verts, faces, int(max_faces), min_component_ratio=ratio, keep_closed=shell)
     if len(faces) == 0:
         raise NoSurfaceError("no surface left after cleanup")
     return Mesh(verts, faces, level)

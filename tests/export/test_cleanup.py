@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from fastdream.export import cleanup, vertex_normals
-from fastdream.export.cleanup import Topology, decimate, remove_duplicate_faces, topology
+from fastdream.export.cleanup import Topology, remove_duplicate_faces, topology
+from fastdream.export.decimate import decimate
 
 TETRA_V = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
 TETRA_F = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])  # outward
@@ -54,13 +55,32 @@ def test_decimation_that_cannot_stay_closed_returns_the_input(monkeypatch, caplo
     v, f = _icosphere(3)
     import fast_simplification
 
-    def tearing(points, triangles, target_count):  # a decimator that leaves a hole every time
+    def tearing(points, triangles, target_count, **_):  # a decimator that leaves a hole every time
         return points, triangles[:-1]
 
     monkeypatch.setattr(fast_simplification, "simplify", tearing)
     dv, df = decimate(v, f, len(f) - 1)
     assert len(df) == len(f) and topology(df).closed_manifold
     assert "could not keep the mesh closed" in caplog.text
+
+
+def test_defects_left_by_decimation_are_repaired_by_protecting_their_input_faces(monkeypatch):
+    """A decimator that tears a hole unless told to keep borders (the way folds appear only where collapses are
+    free): the retry protects the input faces around the hole and keeps the budget."""
+    import fast_simplification
+
+    real = fast_simplification.simplify
+    v, f = _icosphere(4)
+
+    def tearing_once(points, triangles, target_count, preserve_border=False):
+        out_v, out_f = real(points, triangles, target_count=target_count, preserve_border=preserve_border)
+        return (out_v, out_f) if preserve_border else (out_v, out_f[1:])
+
+    monkeypatch.setattr(fast_simplification, "simplify", tearing_once)
+    dv, df = decimate(v, f, 1000)
+    assert topology(df).closed_manifold and topology(df).components == 1
+    assert len(df) <= 1100
+    assert np.abs(np.linalg.norm(dv, axis=1) - 1).max() < 0.05
 
 
 def test_vertex_normals_are_unit_even_where_faces_cancel():
