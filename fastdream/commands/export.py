@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from fastdream.commands._argtypes import positive_int as _positive_int
+from fastdream.export.shell import DEFAULT_SEAL
 
 HELP = "extract a textured mesh (GLB, OBJ+MTL+PNG) from a trained run"
 
@@ -15,6 +16,16 @@ def _threshold(text: str):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be 'silhouette', 'depth' or a density value, got {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction of the box in [0, 1), got {text!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fill-unseen", action="store_true",
                         help="fill empty space that no training camera could see first, removing the inner skin of "
                              "shells open towards the ground (slower: seconds per export)")
+    parser.add_argument("--seal", type=_fraction, default=DEFAULT_SEAL,
+                        help="openings in the outer shell narrower than this fraction of the box are sealed, so "
+                             f"the inside of a leaky trained shell stays inside (default: {DEFAULT_SEAL})")
+    parser.add_argument("--all-surfaces", action="store_true",
+                        help="keep every surface at the density level, inner shells and foam too, instead of one "
+                             "closed outer shell (the behaviour before the shell; not watertight)")
     parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/mesh)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
@@ -55,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_run(args.run_dir, device=device)
     out = Path(args.out) if args.out else Path(args.run_dir) / "mesh"
     result = export_run(loaded, out, formats=formats, resolution=args.resolution, texture_size=args.texture_size,
-                        max_faces=args.faces, threshold=args.threshold, fill_unseen=args.fill_unseen)
+                        max_faces=args.faces, threshold=args.threshold, fill_unseen=args.fill_unseen,
+                        shell=not args.all_surfaces, seal=args.seal)
     log = logging.getLogger("fastdream")
     for paths in result.files.values():
         for p in paths:

@@ -16,6 +16,7 @@ import torch
 from fastdream.errors import UserError
 from fastdream.export.bake import bake_texture
 from fastdream.export.isosurface import extract_mesh
+from fastdream.export.shell import DEFAULT_SEAL
 from fastdream.export.uv import unwrap
 from fastdream.export.writers import write_glb, write_obj
 
@@ -35,14 +36,29 @@ class ExportResult:
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals [V, 3] of an outward-wound mesh."""
+    """Unit vertex normals [V, 3] float32 of an outward-wound mesh: area-weighted face normals.
+
+    Where those cancel or vanish (a needle, faces of zero area) the vertex takes its largest face's normal, else
+    the direction from the mesh centroid, else +z: every normal has unit length (glTF requires it)."""
     tri = vertices[faces].astype(np.float64)
     fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     n = np.zeros((len(vertices), 3))
     for k in range(3):
         np.add.at(n, faces[:, k], fn)
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
-    return (n / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+    norm = np.linalg.norm(n, axis=1)
+    bad = ~(norm > 1e-12 * max(float(norm.max(initial=0.0)), 1e-300))
+    if bad.any():
+        corner_face = np.repeat(np.arange(len(faces)), 3)
+        order = np.argsort(np.linalg.norm(fn, axis=1)[corner_face], kind="stable")
+        largest = np.zeros((len(vertices), 3))
+        largest[faces.reshape(-1)[order]] = fn[corner_face[order]]  # the last write, the largest face, stays
+        fallback = np.where(np.linalg.norm(largest, axis=1, keepdims=True) > 0, largest,
+                            vertices - vertices.mean(0))
+        n[bad] = fallback[bad]
+        norm = np.linalg.norm(n, axis=1)
+        still = ~(norm > 0)
+        n[still], norm[still] = (0.0, 0.0, 1.0), 1.0
+    return (n / norm[:, None]).astype(np.float32)
 
 
 def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
@@ -96,14 +112,16 @@ def export_asset(density_fn: Callable[[torch.Tensor], torch.Tensor],
                  albedo_fn: Callable[[torch.Tensor], torch.Tensor], aabb, out_dir, *,
                  formats: str | Sequence[str] = FORMATS, resolution: int = 256, texture_size: int = 1024,
                  max_faces: int | None = 100_000, threshold: float | None = None, name: str = "model",
-                 min_component_ratio: float = 0.02, device: torch.device | str | None = None,
+                 min_component_ratio: float | None = None, device: torch.device | str | None = None,
                  progress: bool = True, y_up: bool = True, occupied: torch.Tensor | None = None,
-                 views=None) -> ExportResult:
+                 views=None, shell: bool = True, seal: float = DEFAULT_SEAL) -> ExportResult:
     """Extract, clean, unwrap, bake and write a field as `<out_dir>/<name>.obj|.mtl|_albedo.png` and `<name>.glb`.
 
     density_fn / albedo_fn: x [N, 3] world -> sigma [N] / rgb [N, 3] in [0, 1]; aabb [6] world units. threshold=None
     matches rendered opacity (see extract_mesh); occupied (bool [r, r, r] over aabb) skips empty space;
     views: the training cameras (visibility.TrainingViews); space none of them could see is filled (extract_mesh).
+    shell (default): one closed, manifold outer shell, openings narrower than `seal` (a fraction of the box) sealed;
+    shell=False keeps inner surfaces too (see extract_mesh).
     Files are y-up (see fastdream.export.writers), world units.
     All-or-nothing: everything is written into a hidden temporary folder inside out_dir and renamed into place only
     when every stage succeeded; on any error nothing new is left behind (a folder we created is removed again).
@@ -121,7 +139,7 @@ def export_asset(density_fn: Callable[[torch.Tensor], torch.Tensor],
         t = time.perf_counter()
         mesh = extract_mesh(density_fn, aabb, resolution, threshold, max_faces=max_faces,
                             min_component_ratio=min_component_ratio, device=device, progress=progress,
-                            occupied=occupied, views=views)
+                            occupied=occupied, views=views, shell=shell, seal=seal)
         seconds["mesh"] = time.perf_counter() - t
         log.info("mesh: %d vertices, %d faces at density %.4g (%.1f s)", len(mesh.vertices), len(mesh.faces),
                  mesh.threshold, seconds["mesh"])

@@ -13,6 +13,10 @@ import numpy as np
 import torch
 
 from fastdream.errors import UserError
+from fastdream.export import cleanup
+from fastdream.export.cleanup import keep_large_components  # noqa: F401  (public here before)
+from fastdream.export.decimate import decimate
+from fastdream.export.shell import DEFAULT_SEAL, closed_field
 
 log = logging.getLogger(__name__)
 
@@ -195,100 +199,8 @@ def depth_threshold(grid: np.ndarray, spacing, *, max_rays_per_axis: int = 128) 
     return float(np.median(np.concatenate(levels)))
 
 
-def _remove_degenerate(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    f = faces
-    keep = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
-    f = f[keep]
-    v = vertices[f].astype(np.float64)
-    area2 = np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
-    scale = max(float(np.ptp(vertices, axis=0).max()), 1e-12) if len(vertices) else 1.0
-    return f[area2 > 1e-14 * scale * scale]
-
-
-def _compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    used, inverse = np.unique(faces.reshape(-1), return_inverse=True)
-    return vertices[used], inverse.reshape(-1, 3).astype(np.int64)
-
-
-def keep_large_components(vertices: np.ndarray, faces: np.ndarray, min_ratio: float = 0.02):
-    """Drop connected components whose surface area is below min_ratio x the largest one's (floaters)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(vertices)
-    rows = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
-    cols = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
-    count, labels = connected_components(graph, directed=False)
-    if count <= 1:
-        return _compact(vertices, faces)
-    v = vertices[faces].astype(np.float64)
-    area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
-    face_label = labels[faces[:, 0]]
-    comp_area = np.bincount(face_label, weights=area, minlength=count)
-    keep_comp = comp_area >= min_ratio * comp_area.max()
-    log.debug("components: %d, kept %d", count, int(keep_comp.sum()))
-    return _compact(vertices, faces[keep_comp[face_label]])
-
-
-def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
-    """Quadric decimation (fast-simplification) down to at most about max_faces faces."""
-    if len(faces) <= max_faces:
-        return vertices, faces
-    import fast_simplification
-
-    v, f = fast_simplification.simplify(vertices.astype(np.float64), faces.astype(np.int64),
-                                        target_count=int(max_faces))
-    v = v.astype(np.float32)
-    f = _remove_degenerate(v, np.asarray(f, dtype=np.int64))
-    return _compact(v, f)
-
-
-def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: float | str | None = None, *,
-                 max_faces: int | None = None, min_component_ratio: float = 0.02,
-                 device: torch.device | str | None = None, chunk: int = 1 << 18, progress: bool = False,
-                 grid: np.ndarray | None = None, occupied: torch.Tensor | None = None,
-                 fill_cavities: bool = True, views=None) -> Mesh:
-    """Triangle mesh of a density field's surface, in world units (z-up), outward-facing, cleaned.
-
-    density_fn: x [N, 3] float32 -> sigma [N] (per world unit), evaluated on a resolution^3 lattice spanning aabb
-    ([6]: min xyz, max xyz), chunked, on the field's device (or CUDA when available), only near `occupied` cells
-    when given (see evaluate_grid). The grid is padded with zero density, so a shape touching the box is still
-    closed there.
-
-    threshold=None (or "silhouette") picks the level whose mesh silhouettes match the rendered opacity-0.5 masks
-    (see `silhouette_threshold`); "depth" picks the median density where rays reach opacity 0.5 (matches rendered
-    depth of camera-facing surfaces, see `depth_threshold`). Measured on a sphere of radius 0.6 with
-    sigma = 200*sigmoid(-sdf/beta), box [-1, 1]^3, resolution 128, as IoU between the mesh silhouette and the
-    volume-rendered opacity>0.5 mask from direction (1, 2, 3) (tests/test_export_mesh.py checks the first column):
-
-        beta    silhouette   depth   fixed 10 (peers)   fixed 100
-        0.02      0.997      0.870       0.917            0.759
-        0.005     0.992      0.952       0.996            0.940
-        0.001     0.976      0.993       0.977            0.997   (shell 16x thinner than a voxel)
-
-    Soft fields, where the peers' fixed level misses, are matched closely; for fields far sharper than a voxel every
-    level lands within half a voxel, the grid's own resolution limit.
-    A float threshold is used as given.
-
-    fill_cavities: regions below the level that the outside cannot reach are filled first. SDS only constrains what
-    cameras see, so trained fields are often hollow; without this the mesh carries inward-facing inner shells that
-    no render shows (measured on a 250-step oracle sphere: half of all vertices sat on such shells).
-    views (a fastdream.export.visibility.TrainingViews, or a [K, 3] array of parallel view directions): empty space
-    that no training camera could see is filled too, so shells open towards where no camera looked (below, for
-    cameras above the ground) lose their inner skin. The elevation range is widened for perspective by the solid's
-    bounding radius over the nearest camera distance (see visibility.py), so objects that fill the box gain little.
-
-    Cleanup: degenerate faces are removed, components with less than min_component_ratio of the largest
-    component's area are dropped, and with max_faces the mesh is decimated (quadric, fast-simplification).
-    Raises NoSurfaceError when nothing is left.
-    """
-    a = _aabb_array(aabb)
-    if grid is None:
-        grid = evaluate_grid(density_fn, a, resolution, chunk=chunk, device=device, progress=progress,
-                             occupied=occupied)
-    resolution = grid.shape[0]
-    spacing = (a[3:] - a[:3]) / (resolution - 1)
+def choose_level(grid: np.ndarray, spacing, threshold: float | str | None) -> float:
+    """The density level of the surface: 'silhouette' (None), 'depth' or a finite number (see extract_mesh)."""
     if threshold is None or threshold == "silhouette":
         level = silhouette_threshold(grid, spacing)
         log.info("density threshold %.4g (silhouettes match rendered opacity 0.5)", level)
@@ -305,45 +217,124 @@ def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: 
     if not (gmax > level):
         raise NoSurfaceError(f"no surface: the density never exceeds the threshold {level:.4g} "
                              f"(density range [{gmin:.4g}, {gmax:.4g}]); train longer or lower the threshold")
-    if fill_cavities or views is not None:
-        from scipy import ndimage
+    return level
 
-        solid = grid > level
-        fill = np.zeros_like(solid)
-        if fill_cavities:
-            fill |= ndimage.binary_fill_holes(solid) & ~solid
-        if views is not None:
-            from fastdream.export.visibility import TrainingViews, unseen_empty
 
-            directions = views
-            if isinstance(views, TrainingViews):
-                points = np.argwhere(solid) * spacing + a[:3] - (a[:3] + a[3:]) / 2  # from the box centre
-                radius = float(np.sqrt((points ** 2).sum(1).max())) + float(spacing.max()) if len(points) else 0.0
-                directions = views.directions(radius)
-            fill |= unseen_empty(solid | fill, directions, spacing)
-        if fill.any():
-            grid = grid.copy()
-            grid[fill] = gmax  # above the level, so no surface bounds the filled space
-    padded = np.pad(grid, 1, mode="constant", constant_values=min(0.0, gmin, level - 1.0))
+def _unseen(solid: np.ndarray, views, a: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Empty voxels no training view could see (see fastdream.export.visibility)."""
+    from fastdream.export.visibility import TrainingViews, unseen_empty
 
+    directions = views
+    if isinstance(views, TrainingViews):
+        points = np.argwhere(solid) * spacing + a[:3] - (a[:3] + a[3:]) / 2  # from the box centre
+        radius = float(np.sqrt((points ** 2).sum(1).max())) + float(spacing.max()) if len(points) else 0.0
+        directions = views.directions(radius)
+    return unseen_empty(solid, directions, spacing)
+
+
+def _filled_field(grid: np.ndarray, level: float, solid: np.ndarray, fill_cavities: bool) -> np.ndarray:
+    """The pre-shell behaviour: fill what a plain flood fill from outside misses (and solid), keep all else."""
+    from scipy import ndimage
+
+    fill = solid & ~(grid > level)
+    if fill_cavities:
+        fill |= ndimage.binary_fill_holes(solid) & ~solid
+    if not fill.any():
+        return grid
+    grid = grid.copy()
+    grid[fill] = float(grid.max())  # above the level, so no surface bounds the filled space
+    return grid
+
+
+def march(field: np.ndarray, level: float, origin, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes of field [X, Y, Z] at level, padded so every surface closes: (vertices [V, 3] float32 world
+    units, faces [F, 3] int64, outward for a field that rises inwards), with no degenerate or duplicate faces."""
     from skimage.measure import marching_cubes
 
+    spacing = np.asarray(spacing, dtype=np.float64)
+    delta = 1e-3 * max(abs(level), 1e-6)
+    # Values at (or a float32 ulp from) the level put vertices on grid points, where those of neighbouring edges
+    # coincide and their triangles have zero area: keep every value a little off the level, on its own side.
+    near = np.abs(field - level) < delta
+    if near.any():
+        field = field.copy()
+        field[near] = np.where(field[near] > level, level + delta, level - delta)
+    padded = np.pad(field, 1, mode="constant", constant_values=min(0.0, float(field.min()), level - 1.0))
     verts, faces, _, _ = marching_cubes(padded, level, spacing=tuple(float(s) for s in spacing),
-                                        allow_degenerate=False)
-    verts = (verts + (a[:3] - spacing)).astype(np.float32)
-    faces = faces.astype(np.int64)
-    faces = _remove_degenerate(verts, faces)
+                                        allow_degenerate=True)
+    verts = (verts + (np.asarray(origin, dtype=np.float64) - spacing)).astype(np.float32)
+    # any vertices that still coincide are merged; the triangles between them fold away
+    verts, faces = cleanup.weld(verts, faces.astype(np.int64))
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    verts, faces = cleanup.compact(verts, cleanup.remove_duplicate_faces(faces))
+    return verts, cleanup.orient_outward(verts, faces)
+
+
+def _field_to_mesh(grid: np.ndarray, level: float, a: np.ndarray, spacing: np.ndarray, solid: np.ndarray,
+                   shell: bool, seal: float, fill_cavities: bool) -> tuple[np.ndarray, np.ndarray]:
+    if shell:
+        if not (seal >= 0 and math.isfinite(seal)):
+            raise ValueError(f"seal must be a finite fraction of the box >= 0, got {seal}")
+        radius = 0.5 * seal * float((a[3:] - a[:3]).max()) / float(spacing.mean())
+        field, _ = closed_field(grid, level, radius, solid)
+    else:
+        field = _filled_field(grid, level, solid, fill_cavities)
+    verts, faces = march(field, level, a[:3], spacing)
     if len(faces) == 0:
         raise NoSurfaceError(f"no surface: marching cubes found no triangles at threshold {level:.4g}")
-    verts, faces = keep_large_components(verts, faces, min_component_ratio)
-    # skimage's winding depends on the gradient direction; density rises inwards, so check and fix.
-    v = verts[faces].astype(np.float64)
-    if np.einsum("ij,ij->i", v[:, 0], np.cross(v[:, 1], v[:, 2])).sum() < 0:
-        faces = faces[:, ::-1].copy()
+    if shell:
+        topo = cleanup.topology(faces)
+        if not topo.closed_manifold:  # marching cubes of a closed field: not expected, but say so if it happens
+            log.warning("the extracted shell is not a closed manifold: %s", topo)
+    return verts, faces
+
+
+def extract_mesh(density_fn: DensityFn, aabb, resolution: int = 256, threshold: float | str | None = None, *,
+                 max_faces: int | None = None, min_component_ratio: float | None = None,
+                 device: torch.device | str | None = None, chunk: int = 1 << 18, progress: bool = False,
+                 grid: np.ndarray | None = None, occupied: torch.Tensor | None = None, shell: bool = True,
+                 seal: float = DEFAULT_SEAL, fill_cavities: bool = True, views=None) -> Mesh:
+    """Triangle mesh of a density field's outer surface, in world units (z-up), outward-facing, cleaned.
+
+    density_fn: x [N, 3] float32 -> sigma [N] (per world unit), evaluated on a resolution^3 lattice spanning aabb
+    ([6]: min xyz, max xyz), chunked, on the field's device (or CUDA when available), only near `occupied` cells
+    when given (see evaluate_grid); or pass the lattice as grid. Space beyond the box counts as empty, so a shape
+    touching the box is closed there.
+
+    threshold=None (or "silhouette") picks the level whose mesh silhouettes match the rendered opacity-0.5 masks
+    (see `silhouette_threshold`; tests/test_export_mesh.py measures it against the peers' fixed level); "depth"
+    picks the median density where rays reach opacity 0.5 (see `depth_threshold`); a float is used as given.
+
+    shell=True (the default): one closed, consistently outward-wound 2-manifold per kept component and nothing
+    inside it. Space above the level is solid; the outside is the empty space a ball reaches from beyond the box
+    (fastdream.export.shell), so openings in a trained shell narrower than the ball's diameter, seal (a fraction
+    of the box's largest side), are sealed, and everything the outside does not reach (cavities, foam, the inside
+    of a leaky shell) is solid. SDS only constrains what cameras see, so trained fields are often hollow or spongy
+    inside. Only the largest component is kept unless min_component_ratio (area relative to the largest) says
+    otherwise. shell=False keeps every surface at the level (inner shells too) except cavities that a plain
+    flood fill from outside misses (fill_cavities); those meshes need not be closed or manifold.
+    views (a fastdream.export.visibility.TrainingViews, or a [K, 3] array of parallel view directions): empty space
+    that no training camera could see counts as solid first (see visibility.py).
+
+    With max_faces the mesh is decimated (quadric, see fastdream.export.decimate: a closed mesh stays closed).
+    Raises NoSurfaceError when nothing is left.
+    """
+    a = _aabb_array(aabb)
+    if grid is None:
+        grid = evaluate_grid(density_fn, a, resolution, chunk=chunk, device=device, progress=progress,
+                             occupied=occupied)
+    spacing = (a[3:] - a[:3]) / (grid.shape[0] - 1)
+    level = choose_level(grid, spacing, threshold)
+    solid = grid > level
+    if views is not None:
+        solid |= _unseen(solid, views, a, spacing)
+    verts, faces = _field_to_mesh(grid, level, a, spacing, solid, shell, seal, fill_cavities)
+    ratio = min_component_ratio if min_component_ratio is not None else (1.0 if shell else 0.02)
+    verts, faces = cleanup.keep_large_components(verts, faces, ratio)
     if max_faces is not None:
         if int(max_faces) < 4:
             raise ValueError(f"max_faces must be >= 4, got {max_faces}")
-        verts, faces = decimate(verts, faces, int(max_faces))
+        verts, faces = decimate(verts, faces, int(max_faces), min_component_ratio=ratio, keep_closed=shell)
     if len(faces) == 0:
         raise NoSurfaceError("no surface left after cleanup")
     return Mesh(verts, faces, level)

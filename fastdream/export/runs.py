@@ -13,6 +13,7 @@ import torch
 
 from fastdream.cameras import pose_spherical
 from fastdream.export.asset import FORMATS, ExportResult, export_asset
+from fastdream.export.shell import DEFAULT_SEAL
 from fastdream.export.turntable import render_turntable
 from fastdream.export.visibility import TrainingViews
 from fastdream.ops import SHADING_MODES
@@ -35,13 +36,15 @@ def _default_path(run, *parts: str) -> Path:
 def export_run(run, out_dir: str | Path | None = None, *, formats: str | Sequence[str] = FORMATS,
                resolution: int = 256, texture_size: int = 1024, max_faces: int | None = 100_000,
                threshold: float | str | None = None, progress: bool = True,
-               fill_unseen: bool = False) -> ExportResult:
+               fill_unseen: bool = False, shell: bool = True, seal: float = DEFAULT_SEAL) -> ExportResult:
     """Extract and write the run's field as textured OBJ/GLB into out_dir (default `<run_dir>/mesh`).
 
     fill_unseen: fill the empty space that no camera of the run's training distribution (its config's
     elevation_range and radius_range, all azimuths) could see, so shells open towards the ground export without an
     inner skin. Off by default: it is conservative for cameras this close, so on builtin-prior runs it removed
-    0-5 % of the faces for ~8 s at 192^3 (see visibility.py)."""
+    0-5 % of the faces for ~8 s at 192^3 (see visibility.py).
+    shell, seal: one closed outer shell with openings narrower than seal x the box sealed (see extract_mesh);
+    shell=False keeps every surface at the level, inner ones too."""
     field = run.field.eval()
     if out_dir is None:
         out_dir = _default_path(run, "mesh")
@@ -61,7 +64,7 @@ def export_run(run, out_dir: str | Path | None = None, *, formats: str | Sequenc
         views = TrainingViews(tuple(float(v) for v in cam.elevation_range), float(min(cam.radius_range)))
     return export_asset(field.density, albedo, aabb, out_dir, formats=formats, resolution=resolution,
                         texture_size=texture_size, max_faces=max_faces, threshold=threshold, progress=progress,
-                        occupied=occupied, views=views)
+                        occupied=occupied, views=views, shell=shell, seal=seal)
 
 
 def turntable_camera(run, radius: float | None = None, fovy_deg: float | None = None) -> tuple[float, float]:

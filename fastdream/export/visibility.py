@@ -2,9 +2,9 @@
 
 SDS shapes only what the cameras see. Training cameras stay above the ground plane (elevation >= -10 degrees by
 default), so a trained field is often a shell whose opening faces down; marching cubes then exports the shell's
-inner surface as well, a second, inward-facing skin that no render shows (fill_cavities in isosurface.py handles
-closed cavities; these are open). Filling the empty voxels that are hidden from every training view direction
-removes that skin without changing what a training view shows.
+inner surface as well, a second, inward-facing skin that no render shows (the closed shell of isosurface.py seals
+cavities and openings narrower than its ball; these are wider). Filling the empty voxels that are hidden from
+every training view direction removes that skin without changing what a training view shows.
 
 Views are taken as parallel projections along a grid of directions; a voxel is seen from a direction when the
 straight line from it towards the viewer crosses no solid voxel. Lines are traced slice by slice along the

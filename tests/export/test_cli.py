@@ -106,6 +106,23 @@ def test_missing_run_and_bad_options_are_user_errors(run_dir, tmp_path, capsys):
         main(["render", str(run_dir), "--shading", "toon"])
     with pytest.raises(SystemExit):
         main(["export", str(run_dir), "--resolution", "0"])
+    with pytest.raises(SystemExit):
+        main(["export", str(run_dir), "--seal", "1.5"])
+
+
+def test_shell_flags_reach_the_exporter(run_dir):
+    """--all-surfaces and --seal are accepted and exported with (their effect: tests/export/test_shell.py)."""
+    from fastdream.export.cleanup import weld
+
+    meshes = {}
+    for flag in ([], ["--all-surfaces"], ["--seal", "0"]):
+        out = run_dir / ("-".join(flag) or "default")
+        assert main(["export", str(run_dir), "--out", str(out), "--format", "glb", "--resolution", "32",
+                     "--texture-size", "64", "--faces", "2000", "--device", "cpu", *flag]) == 0
+        meshes[tuple(flag)] = trimesh.load_mesh(out / "model.glb", process=False)
+    for m in meshes.values():  # a sphere has nothing inside: every mode gives one closed surface here
+        v, f = weld(np.asarray(m.vertices, np.float32), np.asarray(m.faces))
+        assert trimesh.Trimesh(v, f, process=False).is_watertight
 
 
 def test_turntable_frames_the_object_as_the_run_was_trained():
