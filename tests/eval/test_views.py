@@ -1,14 +1,17 @@
 """Protocol views through the real cameras, with the run loader and renderer replaced by an analytic scene."""
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 import torch
 
 from fastdream import procedural
+from fastdream.checkpoint import LoadedRun
+from fastdream.config import make_config
+from fastdream.eval import views
 from fastdream.eval.views import ViewProtocol, render_run
+from fastdream.render import rays
+from fastdream.scene.background import Background
+from fastdream.scene.scene import Scene
 
 RED, BLUE = procedural.COLORS["red"], procedural.COLORS["blue"]
 
@@ -23,6 +26,9 @@ def analytic_run(monkeypatch):
                               procedural.Shape("sphere", "blue", center=(0.55, 0.0, 0.0), size=0.12)])
     calls = []
 
+    class FakeGrid(torch.nn.Module):
+        pass
+
     class FakeField(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -30,13 +36,13 @@ def analytic_run(monkeypatch):
             self.w = torch.nn.Parameter(torch.ones(1))
 
     def load_run(run_dir, device="cpu"):
-        return types.SimpleNamespace(field=FakeField(), grid="grid", background=None, step=10,
-                                     prompt="  a red  ball ", config={"guidance": {"radius": 9.0},
-                                                                      "camera": {"radius_range": [2.0, 3.0]},
-                                                                      "fovy_range": [30.0, 50.0]})
+        config = make_config(prompt="  a red  ball ", overrides=["camera.radius_range=[2.0, 3.0]",
+                                                                 "camera.fovy_range=[30.0, 50.0]"])
+        scene = Scene(FakeField(), FakeGrid(), Background("white"), render_step_size=0.03)
+        return LoadedRun(scene=scene, config=config, step=10, prompt="  a red  ball ", run_dir=run_dir)
 
     def render_rays(field, grid, rays_o, rays_d, *, shading, light_position, background, render_step_size, **kw):
-        assert grid == "grid" and not field.w.requires_grad
+        assert isinstance(grid, FakeGrid) and isinstance(field, FakeField)
         calls.append(dict(shading=shading, light=light_position.clone(), bg=background.clone(),
                           step=render_step_size, origin=rays_o[0].clone(), n=rays_o.shape[0],
                           grad=torch.is_grad_enabled()))
@@ -45,8 +51,8 @@ def analytic_run(monkeypatch):
                                       background=background)
         return {"color": rgb, "opacity": mask.float(), "depth": torch.zeros(rays_o.shape[0])}
 
-    monkeypatch.setitem(sys.modules, "fastdream.checkpoint", types.SimpleNamespace(load_run=load_run))
-    monkeypatch.setitem(sys.modules, "fastdream.render.rays", types.SimpleNamespace(render_rays=render_rays))
+    monkeypatch.setattr(views, "load_run", load_run)
+    monkeypatch.setattr(rays, "render_rays", render_rays)  # what Scene.render_camera's render_image calls
     return calls
 
 
@@ -76,7 +82,7 @@ def test_protocol_views_colour_and_textureless(analytic_run, tmp_path):
     assert sum(c["n"] for c in calls) == 2 * 4 * 24 * 24 and max(c["n"] for c in calls) <= 200
     assert {c["shading"] for c in calls} == {"albedo", "textureless"}
     assert not any(c["grad"] for c in calls)
-    assert calls[0]["step"] == pytest.approx(2 * 3 ** 0.5 / 1024)
+    assert calls[0]["step"] == 0.03  # the scene's step size
 
 
 def test_protocol_overrides_radius_and_modes(analytic_run, tmp_path):
@@ -97,10 +103,10 @@ def test_protocol_views_with_the_real_field_and_renderer(monkeypatch, tmp_path):
         last.weight.zero_()
         last.bias.copy_(torch.tensor([-10.0, 3.0, -3.0, -3.0]))
     grid = OccupancyGrid(field.aabb, resolution=16)
-    config = {"render": {"render_step_size": 0.02}, "train": {"seed": 5}}
-    monkeypatch.setitem(sys.modules, "fastdream.checkpoint", types.SimpleNamespace(
-        load_run=lambda run_dir, device="cpu": types.SimpleNamespace(field=field, grid=grid, config=config,
-                                                                     prompt="a red ball", step=1, background=None)))
+    config = make_config(prompt="a red ball", overrides=["render.render_step_size=0.02", "train.seed=5"])
+    scene = Scene(field, grid, Background("white"), render_step_size=0.02)
+    monkeypatch.setattr(views, "load_run", lambda run_dir, device="cpu": LoadedRun(
+        scene=scene, config=config, prompt="a red ball", step=1, run_dir=run_dir))
     run = render_run(tmp_path / "ball", ViewProtocol(views=2, elevation=30.0, size=16, radius=4.0, fovy=40.0))
     assert run.seed == 5 and run.prompt == "a red ball"
     color, tl = run.images["color"], run.images["textureless"]
