@@ -33,6 +33,18 @@ def _offline_message(model: str, reason: str) -> str:
             f"`--guidance target:sphere`.")
 
 
+def hub_unreachable(timeout: float = 5.0) -> str | None:
+    """None when the Hugging Face hub answers one request within `timeout` seconds, else why not."""
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
+
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 -- the HTTP client's errors differ between huggingface_hub versions
+        return f"the Hugging Face hub is unreachable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return None
+
+
 class StableDiffusionGuidance(Guidance):
     """SDS with a diffusers Stable Diffusion model (UNet, VAE, CLIP text encoder, DDPM schedule)."""
 
@@ -98,6 +110,9 @@ class StableDiffusionGuidance(Guidance):
             attempts = [False]
         last_exc: Exception | None = None
         for lfo in attempts:
+            if not lfo and (down := hub_unreachable()):  # fail in seconds, not after minutes of retries
+                last_exc = OSError(down)
+                continue
             try:
                 tokenizer = CLIPTokenizer.from_pretrained(model_path, subfolder="tokenizer", local_files_only=lfo)
                 text_encoder = CLIPTextModel.from_pretrained(model_path, subfolder="text_encoder", torch_dtype=dtype,
