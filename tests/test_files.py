@@ -1,18 +1,13 @@
 """fastdream.files: atomic writes that keep the previous file, follow the umask and say in one line that a disk is
 full; the run-folder lock that names its holder and dies with it."""
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from fastdream.errors import UserError, WriteError
 from fastdream.files import RunLock, atomic_path, atomic_write
 
-from tests.helpers.small_disk import fill, small_disk  # noqa: F401 (a fixture)
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.reliability import fill, hold_lock, small_disk  # noqa: F401 (a fixture)
 
 
 def test_atomic_write_follows_the_umask_not_mkstemps_0600(tmp_path):
@@ -54,17 +49,8 @@ def test_a_full_disk_is_one_write_error_naming_the_file_and_keeping_the_old_one(
     assert sorted(os.listdir(small_disk)) == ["filler", "out.bin"]
 
 
-def _hold_lock(folder: Path) -> subprocess.Popen:
-    code = ("import sys, time; from fastdream.files import RunLock; RunLock(sys.argv[1]).acquire(); "
-            "print('locked', flush=True); time.sleep(120)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
-
-
 def test_run_lock_names_the_holder_and_is_released_when_it_dies(tmp_path):
-    proc = _hold_lock(tmp_path)
+    proc = hold_lock(tmp_path)
     try:
         with pytest.raises(UserError, match=f"in use by another fastdream process \\(PID {proc.pid}\\)"):
             RunLock(tmp_path).acquire()
