@@ -99,6 +99,9 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "global" not in _first_line(exc).lower():  # not a refused class or function: damaged bytes
+            raise UserError(f"checkpoint {path} is corrupt or not a fastdream checkpoint ({_first_line(exc)})") \
+                from None
         raise UserError(f"checkpoint {path} was refused: it holds Python objects other than tensors and plain data, "
                         f"which could run code when loaded ({_first_line(exc)})") from None
     except OSError as exc:
