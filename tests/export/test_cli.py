@@ -11,6 +11,7 @@ import trimesh
 from tests.helpers.export_fields import AABB, SPHERE_C, density_of, position_albedo, sphere_sdf
 
 from fastdream.cli import main
+from fastdream.config import make_config
 from fastdream.errors import UserError
 
 
@@ -36,6 +37,8 @@ class SphereField(torch.nn.Module):
 def run_dir(tmp_path, monkeypatch):
     """A run folder whose loader returns the analytic sphere; any other folder is a UserError like load_run's."""
     from fastdream.scene.occupancy import OccupancyGrid
+    from fastdream.scene.background import Background
+    from fastdream.scene.scene import Scene
 
     folder = tmp_path / "run"
     folder.mkdir()
@@ -46,10 +49,11 @@ def run_dir(tmp_path, monkeypatch):
 
         if not (Path(path) / "marker").exists():
             raise UserError(f"{path} is not a fastdream run folder")
-        return types.SimpleNamespace(field=SphereField(), grid=OccupancyGrid(AABB, resolution=16),
-                                     background=torch.ones(3),
-                                     config={"camera": {"fovy_range": (40.0, 40.0)},
-                                             "render": {"render_step_size": 0.02}},
+        field, grid = SphereField(), OccupancyGrid(AABB, resolution=16)
+        return types.SimpleNamespace(field=field, grid=grid, background=torch.ones(3),
+                                     scene=Scene(field, grid, Background("white"), render_step_size=0.02),
+                                     config=make_config(prompt="a sphere", overrides=[
+                                         "camera.fovy_range=[40, 40]", "render.render_step_size=0.02"]),
                                      step=0, prompt="a sphere")
 
     fake = types.ModuleType("fastdream.checkpoint")
@@ -125,7 +129,7 @@ def test_missing_or_corrupt_real_run_folder_is_a_user_error(tmp_path, capsys, co
 
 
 def test_export_fills_what_no_training_camera_saw_when_asked(tmp_path, monkeypatch):
-    from test_export_visibility import _capped_tube
+    from tests.export.test_visibility import _capped_tube
 
     from fastdream.scene.occupancy import OccupancyGrid
 
@@ -141,7 +145,8 @@ def test_export_fills_what_no_training_camera_saw_when_asked(tmp_path, monkeypat
     def load_run(path, device="cpu"):
         return types.SimpleNamespace(field=TubeField(), grid=OccupancyGrid(AABB, resolution=16),
                                      background=torch.ones(3), step=0, prompt="a tube",
-                                     config={"camera": {"elevation_range": (-10.0, 45.0)}})
+                                     config=make_config(prompt="a tube",
+                                                        overrides=["camera.elevation_range=[-10, 45]"]))
 
     fake = types.ModuleType("fastdream.checkpoint")
     fake.load_run = load_run
