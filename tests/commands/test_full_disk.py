@@ -27,13 +27,14 @@ def _one_line(capsys) -> str:
     return lines[0]
 
 
-def test_render_on_a_full_disk_keeps_the_previous_video(run_dir, small_disk, capsys):
+def test_render_on_a_full_disk_keeps_the_previous_video(run_dir, small_disk, capfd):
+    """capfd: ffmpeg writes to the file descriptor, and must stay quiet too."""
     video = small_disk / "video" / "turntable.mp4"
     video.parent.mkdir()
     video.write_bytes(b"the good turntable")
     fill(small_disk)
     code = main(["render", str(run_dir), "--out", str(video), "--frames", "2", "--size", "16", "--device", "cpu"])
-    err = _one_line(capsys)
+    err = _one_line(capfd)
     assert code == 1 and "no space left" in err.lower() and "previous turntable.mp4 is unchanged" in err, err
     assert video.read_bytes() == b"the good turntable"
     assert os.listdir(video.parent) == ["turntable.mp4"]  # no temporary left behind
