@@ -1,7 +1,7 @@
 """Loads the compiled core fastdream._C, JIT-building it from csrc/ when no built module is present.
 
 `load()` returns the module or raises ExtensionUnavailable with the reason; `capabilities()` reports what
-is active for `fastdream info`.
+is active for `fastdream info`; `resolve_device()` turns a --device name into a device that is here.
 """
 from __future__ import annotations
 
@@ -128,3 +128,28 @@ def capabilities() -> dict:
         "gpu": gpu,
         "optional_backends": {name: _importable(name) for name in ("tinycudann", "nerfacc", "diffusers", "xatlas")},
     }
+
+
+def resolve_device(name="auto"):
+    """"auto" -> cuda when available, else cpu; a torch.device passes through; UserError for a device that is not
+    there or that fastdream does not run on (only cpu and cuda[:N])."""
+    import torch
+
+    from fastdream.errors import UserError
+
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                        f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    return device

@@ -18,8 +18,8 @@ class Evil:
 
 def test_atomic_save_replaces_and_leaves_no_temp(tmp_path):
     p = tmp_path / "checkpoints" / "last.pt"
-    save_checkpoint({"format": "fastdream", "field": {"w": torch.ones(2)}, "step": 1}, p)
-    save_checkpoint({"format": "fastdream", "field": {"w": torch.zeros(2)}, "step": 2}, p)
+    save_checkpoint({"format": "fastdream", "field": {"w": torch.ones(2)}, "step": 1, "config": {}}, p)
+    save_checkpoint({"format": "fastdream", "field": {"w": torch.zeros(2)}, "step": 2, "config": {}}, p)
     assert sorted(os.listdir(p.parent)) == ["last.pt"]
     state = load_checkpoint(p)
     assert state["step"] == 2 and torch.equal(state["field"]["w"], torch.zeros(2))
@@ -28,8 +28,9 @@ def test_atomic_save_replaces_and_leaves_no_temp(tmp_path):
 def test_unsafe_corrupt_and_foreign_files_are_refused(tmp_path):
     p = tmp_path / "evil.pt"
     torch.save({"format": "fastdream", "field": Evil()}, p)
-    with pytest.raises(UserError, match="corrupt or not a fastdream checkpoint"):
+    with pytest.raises(UserError, match="refused: it holds Python objects") as info:
         load_checkpoint(p)  # weights_only=True refuses to run code
+    assert "weights_only" not in str(info.value)  # and we do not pass on torch's advice to load it anyway
     p.write_bytes(b"not a zip file at all")
     with pytest.raises(UserError, match="corrupt"):
         load_checkpoint(p)
@@ -84,3 +85,30 @@ def test_a_newer_checkpoint_version_says_to_upgrade(tmp_path):
     torch.save({"format": "fastdream", "field": {}, "version": 99, "step": 0}, p)
     with pytest.raises(UserError, match="newer fastdream"):
         load_checkpoint(p)
+@pytest.mark.parametrize("content,message", [
+    (b"", "empty"),
+    (b"hello, I am a text file\n", "corrupt or not a fastdream checkpoint"),
+    ({"format": "fastdream", "field": {}, "config": {}}, "its step is None"),
+    ({"format": "fastdream", "field": {}, "config": {}, "step": "7"}, "its step is '7'"),
+    ({"format": "fastdream", "field": {}, "step": 3}, "holds no config"),
+    ({"format": "fastdream", "field": [], "step": 3, "config": {}}, "not a fastdream checkpoint"),
+])
+def test_damaged_checkpoints_are_one_line_errors(tmp_path, content, message):
+    p = tmp_path / "last.pt"
+    if isinstance(content, bytes):
+        p.write_bytes(content)
+    else:
+        torch.save(content, p)
+    with pytest.raises(UserError, match=message) as info:
+        load_checkpoint(p)
+    assert "\n" not in str(info.value)
+
+
+def test_a_checkpoint_without_random_state_cannot_be_resumed(tmp_path):
+    cfg = tiny_config(**{"train.iters": 1})
+    Trainer(cfg, tmp_path / "run", progress=False).train()
+    state = load_checkpoint(checkpoint_path(tmp_path / "run"))
+    del state["rng"]
+    save_checkpoint(state, checkpoint_path(tmp_path / "run"))
+    with pytest.raises(UserError, match="does not match this run"):
+        Trainer(tiny_config(**{"train.iters": 2}), tmp_path / "run", resume=True, progress=False)

@@ -2,20 +2,25 @@
 from __future__ import annotations
 
 import argparse
+import math
 
-from fastdream.commands._argtypes import positive_int as _positive_int
+from fastdream.commands._argtypes import int_in
 from fastdream.export.shell import DEFAULT_SEAL
 
 HELP = "extract a textured mesh (GLB, OBJ+MTL+PNG) from a trained run"
 
 
 def _threshold(text: str):
+    """'silhouette', 'depth' or a finite density > 0 (densities are never negative: 0 or less has no surface)."""
     if text in ("silhouette", "depth"):
         return text
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be 'silhouette', 'depth' or a density value, got {text!r}") from None
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be 'silhouette', 'depth' or a density value > 0, got {text!r}")
+    return value
 
 
 def _fraction(text: str) -> float:
@@ -31,12 +36,12 @@ def _fraction(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `fastdream generate`")
     parser.add_argument("--format", default="glb,obj", help="comma-separated: glb, obj (default: glb,obj)")
-    parser.add_argument("--resolution", type=_positive_int, default=256,
-                        help="marching-cubes grid points per axis (default: 256)")
-    parser.add_argument("--texture-size", type=_positive_int, default=1024,
-                        help="albedo texture width and height in pixels (default: 1024)")
-    parser.add_argument("--faces", type=_positive_int, default=100_000,
-                        help="decimate to at most this many triangles (default: 100000)")
+    parser.add_argument("--resolution", type=int_in(8, 2048), default=256,
+                        help="marching-cubes grid points per axis, 8 to 2048 (default: 256)")
+    parser.add_argument("--texture-size", type=int_in(8, 16384), default=1024,
+                        help="albedo texture width and height in pixels, 8 to 16384 (default: 1024)")
+    parser.add_argument("--faces", type=int_in(4, 100_000_000), default=100_000,
+                        help="decimate to at most this many triangles, at least 4 (default: 100000)")
     parser.add_argument("--threshold", type=_threshold, default=None,
                         help="density level of the surface: 'silhouette' (default: matches the rendered "
                              "silhouettes), 'depth' (matches rendered depth) or a number")
@@ -57,9 +62,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    import torch
-
     from fastdream.checkpoint import load_run
+    from fastdream.commands._argtypes import device
     from fastdream.errors import UserError
     from fastdream.export import parse_formats
     from fastdream.export.runs import export_run
@@ -68,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
         formats = parse_formats(args.format)
     except ValueError as exc:
         raise UserError(f"--format: {exc}") from None
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    loaded = load_run(args.run_dir, device=device)
     out = Path(args.out) if args.out else Path(args.run_dir) / "mesh"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the mesh files")
+    loaded = load_run(args.run_dir, device=device(args.device))
     result = export_run(loaded, out, formats=formats, resolution=args.resolution, texture_size=args.texture_size,
                         max_faces=args.faces, threshold=args.threshold, fill_unseen=args.fill_unseen,
                         shell=not args.all_surfaces, seal=args.seal)

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the diffusion model")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in --out although it holds an earlier run (whose checkpoint, metrics, "
+                             "previews, mesh and video are deleted) or files that are not a run")
     parser.add_argument("--no-export", action="store_true", help="skip mesh export and the turntable video")
     parser.add_argument("--config", default=None, metavar="FILE", help="YAML config (sections as in config.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -55,12 +58,7 @@ def _slug(prompt: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:64] or "run"
 
 
-def run(args: argparse.Namespace) -> int:
-    from fastdream.checkpoint import checkpoint_path
-    from fastdream.config import from_dict, load_yaml, make_config, apply_overrides
-    from fastdream.training.trainer import Trainer
-
-    out = Path(args.out) if args.out else Path("runs") / _slug(args.prompt)
+def _flags(args: argparse.Namespace) -> dict:
     flags = {"train.iters": args.iters, "train.seed": args.seed, "guidance.model": args.model,
              "guidance.negative_prompt": args.negative, "guidance.spec": args.guidance, "train.device": args.device,
              "guidance.compile": args.compile}
@@ -68,34 +66,98 @@ def run(args: argparse.Namespace) -> int:
         flags["guidance.spec"] = args.model
     if args.no_export:
         flags["train.export"] = False
+    return flags
+
+
+def _resume_config(out: Path, args: argparse.Namespace, flags: dict):
+    """The saved config of the run in `out` with this call's flags and overrides on top (call it holding the lock)."""
+    from fastdream.checkpoint import checkpoint_path
+    from fastdream.config import apply_overrides, from_dict, load_yaml
+
+    saved = out / "config.yaml"
+    if not checkpoint_path(out).is_file() or not saved.is_file():
+        raise UserError(f"--resume: {out} holds no run to resume (expected {saved} and {checkpoint_path(out)})")
+    cfg = from_dict(load_yaml(saved))
+    if args.prompt != cfg.prompt:
+        raise UserError(f"--resume: {out} was trained for the prompt {cfg.prompt!r}, not {args.prompt!r}")
+    apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
+    if args.overrides:
+        apply_overrides(cfg, args.overrides)
+    return cfg.validate()
+
+
+def _start_fresh(out: Path, overwrite: bool) -> None:
+    """A new run in `out`: refuse to replace an earlier run's checkpoint unless --overwrite, which deletes it."""
+    from fastdream.checkpoint import checkpoint_path
+    from fastdream.training.run_folder import remove_run_outputs
+
+    if checkpoint_path(out).is_file() and not overwrite:
+        raise UserError(f"{out} already holds a run; continue it with --resume, replace it with --overwrite or "
+                        f"choose another --out")
+    if overwrite:
+        remove_run_outputs(out)
+
+
+def _prepare(out: Path, args: argparse.Namespace):
+    """Check the prompt, the folder and the config before anything is written; returns the config (None when
+    resuming: the saved one is read under the lock)."""
+    from fastdream._backend import resolve_device
+    from fastdream.config import make_config
+    from fastdream.training.run_folder import check_out_folder
+
+    if not args.prompt.strip():
+        raise UserError('the prompt is empty; say what to make, e.g. fastdream generate "a red cube"')
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
+    check_out_folder(out, resume=args.resume, overwrite=args.overwrite)
     if args.resume:
-        saved = out / "config.yaml"
-        if not checkpoint_path(out).is_file() or not saved.is_file():
-            raise UserError(f"--resume: {out} holds no run to resume (expected {saved} and {checkpoint_path(out)})")
-        cfg = from_dict(load_yaml(saved))
-        if args.prompt != cfg.prompt:
-            raise UserError(f"--resume: {out} was trained for the prompt {cfg.prompt!r}, not {args.prompt!r}")
-        apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
-        if args.overrides:
-            apply_overrides(cfg, args.overrides)
-        cfg.validate()
-    else:
-        if checkpoint_path(out).is_file():
-            raise UserError(f"{out} already holds a run; continue it with --resume or choose another --out")
-        cfg = make_config(args.preset, args.config, args.overrides, prompt=args.prompt, **flags)
-    log.info("run folder %s (%s guidance, %d steps)", out, cfg.guidance.spec, cfg.train.iters)
-    trainer = Trainer(cfg, out, resume=args.resume)
-    result = trainer.train()
-    if result.status == "interrupted":
-        print(f"fastdream: interrupted at step {result.step}; checkpoint saved to {result.checkpoint}; continue with "
-              f"`fastdream generate {_quote(args.prompt)} --out {out} --resume`")
-        return 130
-    if "psnr_heldout" in result.metrics:
-        log.info("held-out PSNR against the target: %.2f dB", result.metrics["psnr_heldout"])
-    if cfg.train.export:
-        _export(out, str(trainer.device))
+        return None
+    cfg = make_config(args.preset, args.config, args.overrides, prompt=args.prompt, **_flags(args))
+    resolve_device(cfg.train.device)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from fastdream._backend import resolve_device
+    from fastdream.files import RunLock
+    from fastdream.training.trainer import Trainer
+
+    out = Path(args.out) if args.out else Path("runs") / _slug(args.prompt)
+    cfg = _prepare(out, args)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        try:
+            if args.resume:
+                cfg = _resume_config(out, args, _flags(args))
+                resolve_device(cfg.train.device)
+            else:
+                _start_fresh(out, args.overwrite)
+            log.info("run folder %s (%s guidance, %d steps)", out, cfg.guidance.spec, cfg.train.iters)
+            trainer = Trainer(cfg, out, resume=args.resume)
+        except BaseException:
+            if created:  # nothing was trained: leave no folder behind
+                (out / RunLock.NAME).unlink(missing_ok=True)
+                _remove_empty(out)
+            raise
+        result = trainer.train()
+        if result.status == "interrupted":
+            print(f"fastdream: interrupted at step {result.step}; checkpoint saved to {result.checkpoint}; continue "
+                  f"with `fastdream generate {_quote(args.prompt)} --out {out} --resume`")
+            return 130
+        if "psnr_heldout" in result.metrics:
+            log.info("held-out PSNR against the target: %.2f dB", result.metrics["psnr_heldout"])
+        if cfg.train.export and not _export(out, str(trainer.device)):
+            return 1
     log.info("done: %s", out)
     return 0
+
+
+def _remove_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: keep it
+        pass
 
 
 def _quote(s: str) -> str:
@@ -110,13 +172,15 @@ CPU_EXPORT = {"resolution": 192, "texture_size": 512, "max_faces": 50000}
 CPU_TURNTABLE = {"frames": 36, "size": 128}
 
 
-def _export(out: Path, device: str) -> None:
-    """The run's mesh (mesh/) and turntable (video/), as `fastdream export` and `fastdream render` make them."""
+def _export(out: Path, device: str) -> bool:
+    """The run's mesh (mesh/) and turntable (video/), as `fastdream export` and `fastdream render` make them;
+    False (each failure logged in one line) if either could not be made."""
     from fastdream.checkpoint import load_run
     from fastdream.export.runs import export_run, render_run
 
     on_gpu = device.startswith("cuda")
     run = load_run(out, device=device)
+    ok = True
     for what, make in (("mesh export", lambda: export_run(run, out / "mesh", **({} if on_gpu else CPU_EXPORT))),
                        ("turntable video", lambda: render_run(run, out / "video" / "turntable.mp4",
                                                               **({} if on_gpu else CPU_TURNTABLE)))):
@@ -124,5 +188,7 @@ def _export(out: Path, device: str) -> None:
         try:
             make()
         except UserError as exc:
-            log.warning("%s failed: %s; the trained run in %s is intact (retry with `fastdream %s %s`)", what, exc,
-                        out, "export" if what == "mesh export" else "render", out)
+            log.error("%s failed: %s; the trained run in %s is intact (retry with `fastdream %s %s`)", what, exc,
+                      out, "export" if what == "mesh export" else "render", out)
+            ok = False
+    return ok

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ import yaml
 
 from fastdream.config.schema import Config
 from fastdream.errors import UserError
+from fastdream.files import atomic_write
 
 __all__ = ["to_dict", "from_dict", "apply_overrides", "load_yaml", "save_yaml"]
 
@@ -47,7 +48,25 @@ def _merge(obj, data: dict, prefix: str) -> None:
         if dataclasses.is_dataclass(current):
             _merge(current, value, f"{prefix}{key}.")
         else:
-            setattr(obj, key, _coerce(f"{prefix}{key}", current, value))
+            setattr(obj, key, _coerce(f"{prefix}{key}", current, _numbers(value, str(names[key].type))))
+
+
+# a number as a person writes it: 1e-3, 1E4, .5, 2., -3, 1_000 (YAML 1.1 reads the first two and the last as text)
+_NUMBER = re.compile(r"[+-]?(\d[\d_]*\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _numbers(value, annotation: str):
+    """Text that spells a number becomes one where the field holds numbers (annotation: the field's type)."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_numbers(v, annotation) for v in value)
+    if not isinstance(value, str) or "str" in annotation or not _NUMBER.fullmatch(value.strip()):
+        return value
+    number = float(value.strip())
+    if "float" in annotation:
+        return number
+    if "int" in annotation and number.is_integer() and abs(number) < 2**63:
+        return int(number)
+    return value
 
 
 def _coerce(name: str, current, value):
@@ -99,7 +118,5 @@ def load_yaml(path: str | Path) -> dict:
 
 def save_yaml(cfg: Config, path: str | Path) -> None:
     """Write the resolved config (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as fh:
+        fh.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -6,6 +6,8 @@ activations) instead of copying them.
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 from fastdream.errors import UserError
 from fastdream.guidance.encoders import ENCODERS
@@ -17,6 +19,7 @@ from fastdream.scene.field import BLOB_SHAPES, DENSITY_ACTIVATIONS
 __all__ = ["validate_config", "PRECISIONS"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 autocast on CUDA, fp32 elsewhere
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # whether it is there is checked when the run starts
 
 
 def fail(name: str, allowed: str, value) -> None:
@@ -52,12 +55,29 @@ def check_pair(name, value, lo, hi, ordered=True) -> None:
                         f"{'min <= max' if ordered else 'a, b'} <= {hi}, got {value!r}")
 
 
+# a Hugging Face hub id: owner/name, letters, digits, '-', '_', '.' (what the hub accepts)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+
+
+def check_guidance_name(name: str, value) -> None:
+    """sd, target:NAME, builtin:NAME, an existing folder or a plausible hub id (owner/name): a typo fails here, at
+    once, instead of minutes of hub retries."""
+    if isinstance(value, str) and (value == "sd" or value.startswith(("target:", "builtin:"))
+                                   or Path(value).expanduser().is_dir()):
+        return
+    if isinstance(value, str) and (value.startswith((".", "/", "~")) or value.count("/") > 1):
+        raise UserError(f"config: {name} {value!r}: no such folder (a local model is a folder with unet/, vae/, "
+                        f"text_encoder/, tokenizer/ and scheduler/ in it)")
+    if not (isinstance(value, str) and _HUB_ID.fullmatch(value)):
+        fail(name, "sd, target:NAME, builtin:NAME, a model folder that exists or a hub id owner/name", value)
+
+
 def _guidance(cfg) -> None:
     g = cfg.guidance
     if not isinstance(cfg.prompt, str):
         fail("prompt", "a string", cfg.prompt)
-    if not isinstance(g.spec, str) or not g.spec:
-        fail("guidance.spec", "sd, a model folder or hub id, target:NAME or builtin:NAME", g.spec)
+    check_guidance_name("guidance.spec", g.spec)
+    check_guidance_name("guidance.model", g.model)
     check_range("guidance.guidance_scale", g.guidance_scale, 0.0, 1000.0)
     check_range("guidance.t_min", g.t_min, 0.0, 1.0)
     check_range("guidance.t_max", g.t_max, 0.0, 1.0)
@@ -141,6 +161,8 @@ def _train(cfg) -> None:
     check_range("train.iters", t.iters, 1, 10_000_000, integer=True)
     check_range("train.seed", t.seed, 0, 2**63 - 1, integer=True)
     check_choice("train.precision", t.precision, PRECISIONS)
+    if not isinstance(t.device, str) or not _DEVICE.fullmatch(t.device):
+        fail("train.device", "auto, cpu, cuda or cuda:N", t.device)
     for name in ("log_every", "checkpoint_every", "preview_every", "eval_every"):
         check_range(f"train.{name}", getattr(t, name), 0, 10_000_000, integer=True)
     if t.log_every < 1:

@@ -12,11 +12,14 @@ import numpy as np
 import torch
 
 from fastdream.cameras import pose_spherical
+from fastdream.errors import WriteError
 from fastdream.export.asset import FORMATS, ExportResult, export_asset
 from fastdream.export.shell import DEFAULT_SEAL
 from fastdream.export.turntable import render_turntable
 from fastdream.export.visibility import TrainingViews
 from fastdream.ops import SHADING_MODES
+
+MAX_SIZE = 4096  # turntable frame width and height in pixels
 
 
 def _aabb(field) -> torch.Tensor:
@@ -62,9 +65,13 @@ def export_run(run, out_dir: str | Path | None = None, *, formats: str | Sequenc
     if fill_unseen:
         cam = run.config.camera
         views = TrainingViews(tuple(float(v) for v in cam.elevation_range), float(min(cam.radius_range)))
-    return export_asset(field.density, albedo, aabb, out_dir, formats=formats, resolution=resolution,
-                        texture_size=texture_size, max_faces=max_faces, threshold=threshold, progress=progress,
-                        occupied=occupied, views=views, shell=shell, seal=seal)
+    try:
+        return export_asset(field.density, albedo, aabb, out_dir, formats=formats, resolution=resolution,
+                            texture_size=texture_size, max_faces=max_faces, threshold=threshold, progress=progress,
+                            occupied=occupied, views=views, shell=shell, seal=seal)
+    except WriteError as exc:  # name the export folder, not the hidden temporary one the files were written to
+        raise WriteError(f"cannot write the export to {out_dir}: {exc.reason}; the files already there are "
+                         "unchanged") from None
 
 
 def turntable_camera(run, radius: float | None = None, fovy_deg: float | None = None) -> tuple[float, float]:
@@ -107,8 +114,8 @@ def render_run(run, path: str | Path | None = None, *, frames: int = 120, size: 
     """Turntable video of a run (default `<run_dir>/video/turntable.mp4`; GIF if MP4 encoding is unavailable)."""
     if shading not in SHADING_MODES:
         raise ValueError(f"shading must be one of {', '.join(SHADING_MODES)}, got {shading!r}")
-    if int(size) != size or size < 8:
-        raise ValueError(f"size must be an integer >= 8, got {size}")
+    if int(size) != size or not 8 <= size <= MAX_SIZE:
+        raise ValueError(f"size must be an integer in [8, {MAX_SIZE}], got {size}")
     if path is None:
         path = _default_path(run, "video", "turntable.mp4")
 

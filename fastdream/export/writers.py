@@ -1,4 +1,5 @@
-"""Asset writers: OBJ + MTL + PNG and binary glTF (GLB) with an embedded texture. Every file is written atomically.
+"""Asset writers: OBJ + MTL + PNG and binary glTF (GLB) with an embedded texture. Every file is written atomically
+(fastdream.files.atomic_write: a full disk leaves the previous file and says so in one line).
 
 Axes and units: fastdream's world is z-up, and a camera at azimuth 0 sits on +x looking at the origin, so +x is
 the asset's front. glTF is y-up with the front facing +z, and OBJ viewers (Blender's importer, three.js, MeshLab)
@@ -9,14 +10,11 @@ Units are world units (the field's aabb), unscaled; glTF reads them as metres.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from fastdream.errors import UserError
+from fastdream.files import atomic_write
 
 # world (x, y, z) -> y-up file (x', y', z') = (y, z, x)
 _WORLD_TO_YUP = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=np.float64)
@@ -30,28 +28,6 @@ def world_to_yup(points: np.ndarray) -> np.ndarray:
 def yup_to_world(points: np.ndarray) -> np.ndarray:
     """Inverse of world_to_yup."""
     return np.asarray(points, dtype=np.float64) @ _WORLD_TO_YUP
-
-
-@contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temporary file beside path; rename it onto path only if the block finishes without error."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise UserError(f"cannot write to {path.parent}: {exc.strerror or exc}; choose a writable folder") from exc
-    try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _png_bytes(texture: np.ndarray) -> bytes:

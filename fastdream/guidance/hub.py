@@ -10,7 +10,7 @@ import torch
 
 from fastdream.errors import UserError
 
-__all__ = ["LoadFailed", "resolve_source", "load_attempts", "load_first", "load_tiny_encoder"]
+__all__ = ["LoadFailed", "resolve_source", "load_attempts", "load_first", "load_tiny_encoder", "hub_unreachable"]
 
 T = TypeVar("T")
 
@@ -40,10 +40,26 @@ def load_attempts(is_dir: bool, local_files_only: bool | None) -> list[bool]:
     return [True] if (is_dir or offline or local_files_only) else [True, False]
 
 
+def hub_unreachable(timeout: float = 5.0) -> str | None:
+    """None when the Hugging Face hub answers one request within `timeout` seconds, else why not."""
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
+
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 -- the HTTP client's errors differ between huggingface_hub versions
+        return f"the Hugging Face hub is unreachable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return None
+
+
 def load_first(attempts: list[bool], load: Callable[[bool], T]) -> T:
-    """load(local_files_only) for each attempt until one works; LoadFailed with the last error otherwise."""
+    """load(local_files_only) for each attempt until one works; LoadFailed with the last error otherwise. A network
+    attempt first checks that the hub answers at all, so an offline machine fails in seconds, not minutes."""
     last: Exception | None = None
     for lfo in attempts:
+        if not lfo and (down := hub_unreachable()):
+            last = OSError(down)
+            continue
         try:
             return load(lfo)
         except (OSError, ValueError) as exc:  # hub and missing-file errors subclass OSError

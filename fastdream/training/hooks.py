@@ -11,6 +11,7 @@ import time
 import torch
 
 from fastdream.errors import UserError
+from fastdream.files import WRITE_ERRNOS, write_error
 from fastdream.ops.capacity import SampleCapacity
 from fastdream.training import views
 
@@ -30,17 +31,26 @@ def due(every: int, step: int) -> bool:
 
 
 class MetricsFile:
-    """metrics.jsonl of the run, appended one JSON record a line, flushed at once."""
+    """metrics.jsonl of the run, appended one JSON record a line, flushed at once (a full disk: WriteError)."""
 
     def __init__(self, path):
+        self.path = path
         self.file = open(path, "a")
 
     def emit(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRNOS:
+                raise
+            raise write_error(exc, self.path) from None
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:  # the buffered tail could not be written: emit() has already said so
+            pass
 
 
 class NanGuard:

@@ -9,16 +9,18 @@ from pathlib import Path
 
 import torch
 
+from fastdream._backend import resolve_device
 from fastdream.cameras import CameraSampler
 from fastdream.checkpoint import CHECKPOINT_VERSION, checkpoint_path, load_checkpoint, save_checkpoint
 from fastdream.config import Config, from_dict, save_yaml, to_dict
-from fastdream.errors import UserError
+from fastdream.errors import UserError, WriteError
+from fastdream.files import RunLock
 from fastdream.guidance import load_guidance
 from fastdream.guidance.base import Guidance
 from fastdream.guidance.view_prompts import view_prompts
 from fastdream.ops.capacity import SampleCapacity
 from fastdream.scene.scene import Scene
-from fastdream.training import hooks, schedules
+from fastdream.training import hooks, run_folder, schedules
 from fastdream.training.hooks import NonFiniteError
 from fastdream.training.optim import Optimizer
 from fastdream.training.step import cameras_to, mark, render_batch, sds_losses
@@ -37,21 +39,6 @@ class TrainResult:
     run_dir: Path
     checkpoint: Path | None
     metrics: dict
-
-
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu; UserError for a device that is not there."""
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
-    return device
 
 
 def _load_guidance(config: Config, device: torch.device) -> Guidance:
@@ -84,8 +71,7 @@ class Trainer:
         self.device = resolve_device(tc.device)
         self.ckpt_path = checkpoint_path(self.run_dir)
         state = load_checkpoint(self.ckpt_path) if resume else None
-        if state is not None:
-            log.info("resuming %s from step %d", self.run_dir, state["step"])
+        self.resumed_from = self.saved_step = None if state is None else self._check_resume(state)
         torch.manual_seed(tc.seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = tc.cudnn_benchmark
@@ -167,26 +153,40 @@ class Trainer:
         return {"format": "fastdream", "version": CHECKPOINT_VERSION, "step": self.step, "prompt": self.cfg.prompt,
                 "config": to_dict(self.cfg), **self.scene.state_dict(), **self.optim.state_dict(), "rng": rng}
 
-    def _restore(self, state: dict) -> None:
-        saved = from_dict(state["config"])
+    def _check_resume(self, state: dict) -> int:
+        """UserError unless the checkpoint can continue under this config (before anything slow is loaded);
+        returns its step."""
+        saved, step = from_dict(state["config"]), int(state["step"])
         for section in ("render", "field", "background"):
             if to_dict(getattr(saved, section)) != to_dict(getattr(self.cfg, section)):
                 raise UserError(f"--resume: the {section} settings differ from the run's saved config; resume with "
                                 f"the same settings or start a new --out folder")
+        for key in ("spec", "model"):
+            was, now = getattr(saved.guidance, key), getattr(self.cfg.guidance, key)
+            if was != now:
+                raise UserError(f"--resume: the run was trained with guidance.{key} {was!r}, not {now!r}; resume "
+                                f"with the same guidance or start a new --out folder")
+        if self.cfg.train.iters < step:
+            raise UserError(f"--resume: the checkpoint is at step {step}, past train.iters={self.cfg.train.iters}; "
+                            f"pass --iters {step} or more")
+        log.info("resuming %s from step %d", self.run_dir, step)
+        return step
+
+    def _restore(self, state: dict) -> None:
         try:
             self.scene.load_state_dict(state)
             self.optim.load_state_dict(state)
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise UserError(f"--resume: {self.ckpt_path} does not match this run: {str(exc).splitlines()[0]}") \
-                from None
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        self.cam_gen.set_state(rng["camera"])
+            rng = state["rng"]
+            torch.set_rng_state(rng["torch"])
+            self.cam_gen.set_state(rng["camera"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise UserError(f"--resume: {self.ckpt_path} does not match this run: "
+                            f"{(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         try:
             self.noise_gen.set_state(rng["noise"])
-        except RuntimeError:  # a checkpoint from another device type: reseed deterministically
+        except (RuntimeError, KeyError, TypeError):  # from another device type: reseed deterministically
             self.noise_gen.manual_seed(self.cfg.train.seed + 1 + int(state["step"]))
         self.step = int(state["step"])
 
@@ -196,17 +196,40 @@ class Trainer:
         return bool(torch.stack(flags).all()) if flags else True
 
     def save(self) -> Path:
-        """Atomically write checkpoints/last.pt."""
-        return save_checkpoint(self.state_dict(), self.ckpt_path)
+        """Atomically write checkpoints/last.pt (a full disk raises a WriteError and keeps the previous one)."""
+        path = save_checkpoint(self.state_dict(), self.ckpt_path)
+        self.saved_step = self.step
+        return path
+
+    def _kept(self) -> str:
+        if self.saved_step is None:
+            return "no checkpoint had been written yet"
+        return (f"the checkpoint of step {self.saved_step} in {self.ckpt_path} is kept: free space and continue "
+                f"with --resume")
 
     # ---- the loop ----------------------------------------------------------------------------------------------
+    def _open_run_folder(self) -> None:
+        """Clean what a killed run left, drop metrics rows past the checkpoint, write config.yaml."""
+        (self.run_dir / "previews").mkdir(exist_ok=True)
+        run_folder.clean_temporaries(self.run_dir)
+        run_folder.truncate_metrics(self.run_dir / "metrics.jsonl",
+                                    self.resumed_from if self.resumed_from is not None else -1)
+        save_yaml(self.cfg, self.run_dir / "config.yaml")
+
     def train(self) -> TrainResult:
-        """Run until train.iters; returns how it ended. Raises NonFiniteError if the loss or parameters diverge."""
+        """Run until train.iters; returns how it ended. Raises NonFiniteError if the loss or parameters diverge,
+        WriteError if an output cannot be written (the last checkpoint is kept). Holds the run folder's lock."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.run_dir):
+            self._open_run_folder()
+            try:
+                return self._loop()
+            except WriteError as exc:
+                raise WriteError(f"{exc}; training stopped at step {self.step}; {self._kept()}") from None
+
+    def _loop(self) -> TrainResult:
         from tqdm.auto import tqdm
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "previews").mkdir(exist_ok=True)
-        save_yaml(self.cfg, self.run_dir / "config.yaml")
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         results: dict = {}
@@ -226,17 +249,16 @@ class Trainer:
                     logger.after_step(losses)
                     if any([h.after_step(losses) for h in side_work]):
                         logger.restart_clock()
-                status = "done" if stop.signum is None else "interrupted"
                 guard.check()
-                for h in side_work:
-                    h.on_end(status)
+                for h in side_work:  # a signal during the final evaluation skips the rest; the checkpoint is saved
+                    h.on_end("done" if stop.signum is None else "interrupted")
                 if stop.signum is not None:
                     self._report_interrupt(metrics, stop.signum)
         finally:
             pbar.close()
             metrics.close()
-        return TrainResult(status=status, step=self.step, run_dir=self.run_dir, checkpoint=self.ckpt_path,
-                           metrics={**logger.last, **results})
+        return TrainResult(status="done" if stop.signum is None else "interrupted", step=self.step,
+                           run_dir=self.run_dir, checkpoint=self.ckpt_path, metrics={**logger.last, **results})
 
     def _report_interrupt(self, metrics: hooks.MetricsFile, signum: int) -> None:
         name = signal.Signals(signum).name

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from fastdream.cameras import CameraBatch, pose_spherical
+from fastdream.files import atomic_write
 from fastdream.guidance.base import ViewContext
 
 __all__ = ["eval_cameras", "render_views", "psnr", "heldout_psnr", "write_preview"]
@@ -51,13 +52,13 @@ def heldout_psnr(scene, guidance, camera_cfg, n_views: int, size: int) -> float 
 
 
 def write_preview(scene, camera_cfg, size: int, path: Path) -> Path:
-    """A PNG of 4 held-out views in albedo (top row) and lambertian shading (bottom row)."""
+    """A PNG of 4 held-out views in albedo (top row) and lambertian shading (bottom row), written atomically."""
     import imageio.v3 as iio
 
     cams = eval_cameras(camera_cfg, 4)
     rows = [render_views(scene, cams, size, s) for s in ("albedo", "lambertian")]
     grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)  # [3, 2S, 4S]
     img = (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype("uint8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, img)
+    with atomic_write(path) as fh:
+        fh.write(iio.imwrite("<bytes>", img, extension=".png"))
     return path

@@ -79,3 +79,30 @@ def test_bad_yaml_file(tmp_path):
     f.write_text("- 1\n- 2\n")
     with pytest.raises(UserError, match="mapping"):
         make_config("default", f)
+
+
+def test_numbers_are_read_the_way_a_person_writes_them(tmp_path):
+    """YAML 1.1 reads 1e-3 and 1e4 as text: in number fields they are numbers, in text fields they stay text."""
+    cfg = make_config(prompt="x", overrides=["optim.lr_mlp=1e-3", "train.iters=1e3", "optim.betas=[0.9, 9.9e-1]",
+                                             "field.options.per_level_scale=1.5E0", "guidance.negative_prompt=1e3"])
+    assert cfg.optim.lr_mlp == 1e-3 and cfg.train.iters == 1000 and isinstance(cfg.train.iters, int)
+    assert cfg.optim.betas == (0.9, 0.99) and cfg.field.options.per_level_scale == 1.5
+    assert cfg.guidance.negative_prompt == "1e3"
+    (tmp_path / "c.yaml").write_text("optim:\n  lr_encoding: 5e-3\ntrain:\n  checkpoint_every: 2e2\n")
+    cfg = make_config(yaml_file=tmp_path / "c.yaml", prompt="x")
+    assert cfg.optim.lr_encoding == 5e-3 and cfg.train.checkpoint_every == 200
+    with pytest.raises(UserError, match="train.iters must be an integer"):
+        make_config(prompt="x", overrides=["train.iters=1.5e0"])
+    with pytest.raises(UserError, match="optim.lr_mlp must be a number"):
+        make_config(prompt="x", overrides=["optim.lr_mlp=fast"])
+
+
+def test_a_field_option_override_sets_that_one_key():
+    from fastdream.config import FieldOptions
+
+    cfg = make_config(prompt="x", overrides=["field.options.n_levels=8"])
+    expected = FieldOptions()
+    expected.n_levels = 8
+    assert cfg.field.options == expected
+    with pytest.raises(UserError, match="unknown key field.options.n_level;"):
+        make_config(prompt="x", overrides=["field.options.n_level=8"])

@@ -150,3 +150,29 @@ def test_a_sample_capacity_budget_reports_itself_in_the_metrics(tmp_path):
     assert last["sample_demand"] == capacity.last_demand > 0
     assert last["sample_capacity"] == capacity.current() < 1 << 16
     assert last["truncated_renders"] == 0
+
+
+def test_a_signal_during_the_final_evaluation_stops_the_run_and_keeps_its_checkpoint(tmp_path, monkeypatch):
+    """Ctrl-C while the last held-out evaluation runs: the checkpoint is saved, the run reports "interrupted" (so
+    generate exits 130 and does not go on to export)."""
+    import os
+    import signal
+
+    from fastdream.training import hooks
+
+    evaluate = hooks.HeldoutEvalHook._evaluate
+
+    def interrupted_evaluation(self, final):
+        if final:
+            os.kill(os.getpid(), signal.SIGINT)
+        evaluate(self, final)
+
+    monkeypatch.setattr(hooks.HeldoutEvalHook, "_evaluate", interrupted_evaluation)
+    cfg = tiny_config(**{"train.iters": 2, "train.eval_every": 100, "train.checkpoint_every": 0,
+                         "train.preview_every": 100})
+    result = Trainer(cfg, tmp_path / "run", progress=False).train()
+    assert result.status == "interrupted" and result.step == 2
+    assert load_checkpoint(checkpoint_path(tmp_path / "run"))["step"] == 2
+    assert not list((tmp_path / "run" / "previews").iterdir())  # the rest of the final work was skipped
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last == {"step": 2, "event": "interrupted", "signal": "SIGINT"}
