@@ -108,6 +108,22 @@ def _remove_created(out_dir: Path, created: Path | None) -> None:
         folder = folder.parent
 
 
+def _write_formats(fmts, tmp: Path, out_dir: Path, name: str, uvm, texture, vn, y_up: bool) -> dict:
+    """Write each format into tmp, then rename every file into out_dir: {format: [final paths]}."""
+    written: dict[str, list[Path]] = {}
+    for fmt in fmts:
+        if fmt == "obj":
+            written[fmt] = write_obj(tmp / f"{name}.obj", uvm.vertices, uvm.faces, uvm.uvs, texture, normals=vn,
+                                     y_up=y_up)
+        else:
+            written[fmt] = [write_glb(tmp / f"{name}.glb", uvm.vertices, uvm.faces, uvm.uvs, texture, normals=vn,
+                                      y_up=y_up)]
+    for paths in written.values():
+        for p in paths:
+            os.replace(p, out_dir / p.name)
+    return {fmt: [out_dir / p.name for p in paths] for fmt, paths in written.items()}
+
+
 def export_asset(density_fn: Callable[[torch.Tensor], torch.Tensor],
                  albedo_fn: Callable[[torch.Tensor], torch.Tensor], aabb, out_dir, *,
                  formats: str | Sequence[str] = FORMATS, resolution: int = 256, texture_size: int = 1024,
@@ -154,19 +170,7 @@ def export_asset(density_fn: Callable[[torch.Tensor], torch.Tensor],
         seconds["bake"] = time.perf_counter() - t
         log.info("texture %d^2 baked (%.1f s)", texture_size, seconds["bake"])
         t = time.perf_counter()
-        vn = normals[uvm.vmapping]
-        written: dict[str, list[Path]] = {}
-        for fmt in fmts:
-            if fmt == "obj":
-                written[fmt] = write_obj(tmp / f"{name}.obj", uvm.vertices, uvm.faces, uvm.uvs, texture,
-                                         normals=vn, y_up=y_up)
-            else:
-                written[fmt] = [write_glb(tmp / f"{name}.glb", uvm.vertices, uvm.faces, uvm.uvs, texture,
-                                          normals=vn, y_up=y_up)]
-        files = {fmt: [out_dir / p.name for p in paths] for fmt, paths in written.items()}
-        for paths in written.values():
-            for p in paths:
-                os.replace(p, out_dir / p.name)
+        files = _write_formats(fmts, tmp, out_dir, name, uvm, texture, normals[uvm.vmapping], y_up)
         seconds["write"] = time.perf_counter() - t
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -53,6 +53,16 @@ def _infer_device(fn) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _dilated_occupancy(occupied, device) -> torch.Tensor | None:
+    """occupied (bool [r, r, r]) grown by one cell, on `device`; None stays None."""
+    if occupied is None:
+        return None
+    occ = torch.as_tensor(occupied).to(device)
+    if occ.dim() != 3 or occ.dtype != torch.bool or len(set(occ.shape)) != 1:
+        raise ValueError(f"occupied must be a bool [r, r, r] grid, got {list(occ.shape)} {occ.dtype}")
+    return torch.nn.functional.max_pool3d(occ[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+
+
 @torch.no_grad()
 def evaluate_grid(density_fn: DensityFn, aabb, resolution: int, *, chunk: int = 1 << 18,
                   device: torch.device | str | None = None, progress: bool = False,
@@ -72,14 +82,9 @@ def evaluate_grid(density_fn: DensityFn, aabb, resolution: int, *, chunk: int = 
     axes = [torch.linspace(a[i], a[i + 3], resolution, dtype=torch.float32, device=device) for i in range(3)]
     yz = torch.stack(torch.meshgrid(axes[1], axes[2], indexing="ij"), -1).reshape(-1, 2)  # [N*N, 2]
     out = np.zeros((resolution, resolution * resolution), dtype=np.float32)
-    occ = None
-    if occupied is not None:
-        occ = torch.as_tensor(occupied).to(device)
-        if occ.dim() != 3 or occ.dtype != torch.bool or len(set(occ.shape)) != 1:
-            raise ValueError(f"occupied must be a bool [r, r, r] grid, got {list(occ.shape)} {occ.dtype}")
-        occ = torch.nn.functional.max_pool3d(occ[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
-        lo = torch.tensor(a[:3], dtype=torch.float32, device=device)
-        ext = torch.tensor(a[3:] - a[:3], dtype=torch.float32, device=device)
+    occ = _dilated_occupancy(occupied, device)
+    lo = torch.tensor(a[:3], dtype=torch.float32, device=device)
+    ext = torch.tensor(a[3:] - a[:3], dtype=torch.float32, device=device)
     slabs = max(1, chunk // yz.shape[0])
     from tqdm.auto import tqdm
 
