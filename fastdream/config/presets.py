@@ -8,7 +8,7 @@ from typing import Any
 from fastdream.config.overrides import apply_overrides, from_dict, load_yaml
 from fastdream.config.schema import Config
 from fastdream.errors import UserError
-from fastdream.guidance.kinds import fast_preset
+from fastdream.guidance.kinds import recipe
 
 __all__ = ["PRESETS", "make_config"]
 
@@ -35,8 +35,8 @@ def make_config(preset: str = "default", yaml_file: str | Path | None = None, ov
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = Config()
     apply_overrides(cfg, PRESETS[preset])
-    if preset == "fast":  # each guidance kind knows what "fast" means for it
-        apply_overrides(cfg, fast_preset(flags.get("guidance.spec"), flags.get("guidance.model")))
+    # each guidance kind adds its own recipe (and knows what "fast" means for it)
+    apply_overrides(cfg, recipe(flags.get("guidance.spec"), flags.get("guidance.model"), preset))
     if yaml_file is not None:
         cfg = from_dict(load_yaml(yaml_file), cfg)
     apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})

@@ -144,12 +144,47 @@ def write_video(frames: Iterable[np.ndarray], path, fps: int = 30, *, fmt: str |
     return final
 
 
+SHEET_FRAMES = 12  # frames in a turntable's contact sheet (every 30 degrees), 6 per row
+SHEET_TILE = 192  # the longest side of a tile, in pixels
+
+
+def write_contact_sheet(frames: list[np.ndarray], path, columns: int = 6) -> Path:
+    """One PNG of frames ([H, W, 3]) tiled `columns` per row, each scaled to at most SHEET_TILE px; written
+    atomically. People look at it before they open the video or the mesh."""
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("a contact sheet needs at least one frame")
+    tiles = [Image.fromarray(_to_uint8(f)) for f in frames]
+    scale = min(1.0, SHEET_TILE / max(tiles[0].size))
+    size = (max(1, round(tiles[0].width * scale)), max(1, round(tiles[0].height * scale)))
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (size[0] * min(columns, len(tiles)), size[1] * rows), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile.resize(size, Image.LANCZOS), ((i % columns) * size[0], (i // columns) * size[1]))
+    final = Path(path)
+    with atomic_path(final, suffix=".png") as tmp:
+        sheet.save(tmp, format="PNG")
+    return final
+
+
+def _keep_sheet_frames(images: Iterable[np.ndarray], frames: int, kept: list) -> Iterator[np.ndarray]:
+    """Pass the frames through, keeping SHEET_FRAMES evenly spaced ones for the contact sheet."""
+    picks = set(np.linspace(0, frames, SHEET_FRAMES, endpoint=False).astype(int).tolist())
+    for i, image in enumerate(images):
+        if i in picks:
+            kept.append(np.asarray(image).copy())
+        yield image
+
+
 def render_turntable(render_view: Callable[[float], np.ndarray], path, frames: int = 120, fps: int = 30, *,
-                     start_deg: float = 0.0, progress: bool = False, fmt: str | None = None) -> Path:
+                     start_deg: float = 0.0, progress: bool = False, fmt: str | None = None,
+                     contact_sheet: bool = True) -> Path:
     """Render render_view(azimuth_deg) -> [H, W, 3] image for one turn of azimuths and encode it to path.
 
     The renderer decides the camera (radius, elevation, fov, shading); this only drives the turn and the encoding,
     so it is testable with any fake renderer. Frames go to the encoder as they are rendered (at most MAX_FRAMES).
+    contact_sheet: also write `<path>.png`, SHEET_FRAMES frames of the turn on one image (after the video).
     Returns the written path (.mp4, or .gif as fallback).
     """
     from tqdm.auto import tqdm
@@ -158,4 +193,10 @@ def render_turntable(render_view: Callable[[float], np.ndarray], path, frames: i
         raise ValueError(f"frames must be an integer in [1, {MAX_FRAMES}], got {frames}")
     images = (render_view(float(az)) for az in tqdm(turntable_azimuths(frames, start_deg), desc="turntable",
                                                      unit="frame", disable=not progress, leave=False))
-    return write_video(images, path, fps, fmt=fmt)
+    kept: list[np.ndarray] = []
+    video = write_video(_keep_sheet_frames(images, int(frames), kept) if contact_sheet else images, path, fps,
+                        fmt=fmt)
+    if contact_sheet:
+        sheet = write_contact_sheet(kept, Path(path).with_suffix(".png"))
+        log.info("contact sheet %s", sheet)
+    return video

@@ -12,10 +12,19 @@ from fastdream.guidance.encoders import DEFAULT_TINY_ENCODER, KLEncoder, TinyEnc
 from fastdream.guidance.graphs import GraphedCall
 from fastdream.guidance.hub import LoadFailed, load_attempts, load_first, load_tiny_encoder, resolve_source
 
-__all__ = ["StableDiffusionGuidance", "DEFAULT_MODEL", "MOVED_MODELS", "FAST_PRESET"]
+__all__ = ["StableDiffusionGuidance", "DEFAULT_MODEL", "MOVED_MODELS", "BASE_PRESET", "FAST_PRESET"]
 
 # Stable Diffusion's fast recipe is the generic "fast" preset itself.
 FAST_PRESET: dict = {}
+
+# Every SD preset starts from a field whose first renders show background around the object, and keeps empty space
+# empty. fastdream.Field's defaults (trunc_exp, a gaussian blob 10 / 0.5) are the paper's: in a radius-1 box they give
+# opacity 1.00 over the whole 64^2 training view at step 0, so the background never shows. threestudio's
+# dreamfusion-sd.yaml uses softplus with the "blob_magic3d" bias (10 * (1 - r / 0.5): our blob_shape "cone") and
+# lambda_sparsity 1.0 on mean sqrt(opacity^2 + 0.01) (our loss.sparsity); its comment says the paper's exp-gaussian
+# init "does not work very well".
+BASE_PRESET: dict = {"field.options.density_activation": "softplus", "field.options.blob_shape": "cone",
+                     "loss.sparsity": 1.0}
 
 log = logging.getLogger(__name__)
 

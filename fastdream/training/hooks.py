@@ -94,13 +94,20 @@ def _peak_rss_mb() -> float | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+# Metrics reported as that row's step value rather than averaged since the last row.
+INSTANT = ("opacity_mean",)
+
+
 class MetricsHook:
     """Averages the step's losses and writes one metrics.jsonl row every train.log_every steps (and whenever an
-    evaluation or a checkpoint falls due, and at the last step); the NaN guard is checked at each row."""
+    evaluation or a checkpoint falls due, at the run's first step and at the last step); the NaN guard is checked
+    at each row."""
 
     def __init__(self, trainer, metrics: MetricsFile, guard: NanGuard, pbar):
         self.trainer, self.metrics, self.guard, self.pbar = trainer, metrics, guard, pbar
         self.sums: dict[str, torch.Tensor] = {}
+        self.latest: dict[str, torch.Tensor] = {}
+        self.first_step = trainer.step + 1 if trainer.step == 0 else None  # a resumed run has had its first row
         self.n = 0
         self.last: dict = {}
         self.restart_clock()
@@ -112,10 +119,11 @@ class MetricsHook:
     def after_step(self, losses: dict) -> None:
         for k, v in losses.items():
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.latest = losses
         self.n += 1
         t, tc = self.trainer, self.trainer.cfg.train
         if any(due(every, t.step) for every in (tc.log_every, tc.checkpoint_every, tc.eval_every)) or \
-                t.step == tc.iters:
+                t.step in (tc.iters, self.first_step):  # the run's first step too: early feedback on the init
             self.write_row()
 
     def write_row(self) -> None:
@@ -124,7 +132,8 @@ class MetricsHook:
         if t.device.type == "cuda":
             torch.cuda.synchronize(t.device)
         now = time.perf_counter()
-        rec = {"step": t.step, **{k: float(v) / self.n for k, v in self.sums.items()},
+        rec = {"step": t.step, **{k: float(v) / self.n for k, v in self.sums.items() if k not in INSTANT},
+               **{k: float(self.latest[k]) for k in INSTANT if k in self.latest},
                "step_time_s": (now - self.t0) / max(t.step - self.step0, 1), "t_max": t.t_range()[1]}
         rec["it_per_s"] = 1.0 / rec["step_time_s"] if rec["step_time_s"] > 0 else None
         if t.device.type == "cuda":

@@ -90,4 +90,5 @@ def sds_losses(guidance, batch: RenderedBatch, prompts: dict, cfg, *, t_range: t
                        guidance_scale=cfg.guidance.guidance_scale, t_range=t_range, generator=generator, **kwargs)
     total, losses = total_loss(out.loss, batch, cfg.loss)
     losses["grad_norm"] = out.grad_norm.float()
+    losses["opacity_mean"] = batch.opacity.detach().mean()  # a frame-filling fog shows here first
     return total, losses

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fastdream.checkpoint import checkpoint_path, load_checkpoint
+from fastdream.config import make_config
 from fastdream.guidance.target import TargetGuidance
 from fastdream.training.trainer import NonFiniteError, Trainer
 
@@ -176,3 +177,21 @@ def test_a_signal_during_the_final_evaluation_stops_the_run_and_keeps_its_checkp
     assert not list((tmp_path / "run" / "previews").iterdir())  # the rest of the final work was skipped
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last == {"step": 2, "event": "interrupted", "signal": "SIGINT"}
+
+
+@pytest.mark.parametrize("init,fogged", [({}, False),
+                                         ({"field.options.density_activation": "trunc_exp",
+                                           "field.options.blob_shape": "gaussian"}, True)])
+def test_default_sd_recipe_starts_with_background_in_view(tmp_path, init, fogged):
+    """metrics.jsonl's first row carries opacity_mean, the mean rendered opacity of step 1's training views: with the
+    default SD recipe (threestudio's softplus + cone init) it is <= 0.5; the paper's exp-gaussian fills the frame."""
+    sd_dir = make_tiny_sd(tmp_path / "sd")
+    cfg = make_config("default", prompt="a hamburger", overrides=[f"{k}={v}" for k, v in init.items()], **{
+        "guidance.model": str(sd_dir), "train.device": "cpu", "train.iters": 1, "train.export": False,
+        "train.eval_every": 0, "train.preview_every": 0, "field.options.log2_hashmap_size": 14})
+    assert cfg.loss.sparsity == 1.0  # threestudio's dreamfusion-sd lambda_sparsity
+    Trainer(cfg, tmp_path / "run", progress=False).train()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    first = next(r for r in rows if "opacity_mean" in r)
+    assert first["step"] == 1
+    assert (first["opacity_mean"] > 0.9) if fogged else (first["opacity_mean"] <= 0.5), first["opacity_mean"]
