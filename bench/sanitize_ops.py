@@ -117,7 +117,7 @@ def shade(dev, g):
     nrm = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1).to(dev).requires_grad_(True)
     pos = torch.randn(n, 3, generator=g).to(dev)
     light = torch.tensor([3.0, 0.0, 1.0], device=dev)
-    outs = [ops.shade(alb, nrm, pos, light, 0.1, m) for m in ("albedo", "lambertian", "textureless")]
+    outs = [ops.shade(alb, nrm, pos, light, 0.1, m) for m in ops.SHADING_MODES]
     sum(o.sum() for o in outs).backward()
     return outs
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fastdream.ops.rendering import SHADING_MODES
+
 __all__ = ["PRIMITIVES", "COLORS", "Shape", "Scene", "render", "sdf_primitive"]
 
 # Named colours (linear RGB in [0,1]); distinct enough for a colour classifier on rendered pixels.
@@ -141,7 +143,7 @@ def render(scene: Scene, rays_o: torch.Tensor, rays_d: torch.Tensor, light_posit
     shading: "albedo", "lambertian" (albedo·(ambient + (1-ambient)·max(0, n·l)), l towards light_position) or
     "textureless" (lambertian with white albedo).
     """
-    if shading not in ("albedo", "lambertian", "textureless"):
+    if shading not in SHADING_MODES:
         raise ValueError(f"shading must be albedo, lambertian or textureless, got {shading!r}")
     t = torch.zeros(rays_o.shape[0], dtype=rays_o.dtype, device=rays_o.device)
     hit = torch.zeros_like(t, dtype=torch.bool)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from fastdream.commands._argtypes import finite_float, positive_int
+from fastdream.ops.rendering import SHADING_MODES
 
 HELP = "render a turntable video (MP4, GIF fallback) of a trained run"
 
@@ -15,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=positive_int, default=512,
                         help="frame width and height in pixels, 8 to 4096 (default: 512)")
     parser.add_argument("--fps", type=positive_int, default=30, help="frames per second (default: 30)")
-    parser.add_argument("--shading", choices=("albedo", "lambertian", "textureless"), default="albedo",
+    parser.add_argument("--shading", choices=SHADING_MODES, default="albedo",
                         help="albedo colour, lit colour (headlight) or lit grey geometry (default: albedo)")
     parser.add_argument("--elevation", type=finite_float, default=15.0,
                         help="camera elevation in degrees (default: 15)")
