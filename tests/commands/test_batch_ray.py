@@ -119,7 +119,8 @@ def test_killed_worker_run_resumes_from_its_checkpoint_elsewhere(tmp_path, clust
         os.kill(paused["pid"], 0)
     assert paused["step"] == 2
     steps = [r["step"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
-    assert steps == [2, 4, 6]  # step 2 by the killed attempt, then 4 and 6 resumed from it: no step repeated
+    # steps 1 (the first-step row) and 2 by the killed attempt, then 4 and 6 resumed from it: no step repeated
+    assert steps == [1, 2, 4, 6]
     assert torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)["step"] == 6
     attempts = [json.loads(line) for line in (run_dir / "batch_attempts.jsonl").read_text().splitlines()]
     assert len(attempts) == 1 and attempts[0]["resume"] and attempts[0]["returncode"] == 0

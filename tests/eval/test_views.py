@@ -37,7 +37,7 @@ def analytic_run(monkeypatch):
 
     def load_run(run_dir, device="cpu"):
         config = make_config(prompt="  a red  ball ", overrides=["camera.radius_range=[2.0, 3.0]",
-                                                                 "camera.fovy_range=[30.0, 50.0]"])
+                                                                 "camera.fovy_range=[30.0, 50.0]", "train.seed=7"])
         scene = Scene(FakeField(), FakeGrid(), Background("white"), render_step_size=0.03)
         return LoadedRun(scene=scene, config=config, step=10, prompt="  a red  ball ", run_dir=run_dir)
 
@@ -60,7 +60,7 @@ def test_protocol_views_colour_and_textureless(analytic_run, tmp_path):
     calls = analytic_run
     protocol = ViewProtocol(views=4, elevation=0.0, size=24, chunk=200)
     run = render_run(tmp_path / "ball-s7", protocol)
-    assert run.prompt == "  a red  ball " and run.seed == 7  # seed from the batch folder name
+    assert run.prompt == "  a red  ball " and run.seed == 7  # the run's own seed
     assert set(run.images) == {"color", "textureless"}
     color, tl = run.images["color"], run.images["textureless"]
     assert color.shape == tl.shape == (4, 24, 24, 3)
@@ -87,7 +87,7 @@ def test_protocol_views_colour_and_textureless(analytic_run, tmp_path):
 
 def test_protocol_overrides_radius_and_modes(analytic_run, tmp_path):
     run = render_run(tmp_path / "x", ViewProtocol(views=2, size=16, radius=4.0, fovy=20.0, modes=("color",)))
-    assert set(run.images) == {"color"} and run.seed is None
+    assert set(run.images) == {"color"} and run.seed == 7
     assert {round(float(c["origin"].norm()), 5) for c in analytic_run} == {4.0}
 
 
