@@ -100,9 +100,9 @@ def test_numbers_are_read_the_way_a_person_writes_them(tmp_path):
 def test_a_field_option_override_sets_that_one_key():
     from fastdream.config import FieldOptions
 
+    base = make_config(prompt="x")
     cfg = make_config(prompt="x", overrides=["field.options.n_levels=8"])
-    expected = FieldOptions()
-    expected.n_levels = 8
-    assert cfg.field.options == expected
+    expected = FieldOptions(**{**base.field.options.to_kwargs(), "n_levels": 8})
+    assert cfg.field.options == expected and base.field.options.n_levels != 8
     with pytest.raises(UserError, match="unknown key field.options.n_level;"):
         make_config(prompt="x", overrides=["field.options.n_level=8"])
