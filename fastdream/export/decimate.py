@@ -57,21 +57,10 @@ def _near_faces(vertices, faces, points: np.ndarray, radius: float) -> np.ndarra
     return ring[faces].any(1)
 
 
-def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int, *, min_component_ratio: float = 0.02,
-             keep_closed: bool = True, rounds: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Quadric decimation to about max_faces faces; a closed 2-manifold stays one (see the module docstring).
-
-    After each try the defects left are found (cleanup.defect_vertices) and the input faces near them (within 1.5
-    mean decimated edge lengths, doubling each round, and one ring more) are protected in the next try, up to
-    `rounds` times; if defects still remain, the input is returned with a warning rather than a broken mesh. Protected
-    faces count towards max_faces, but where they are many the result can exceed it. With keep_closed=False, or for
-    an input that is not a closed manifold, the mesh is decimated once and cleaned, unchecked.
-    """
-    if len(faces) <= max_faces:
-        return vertices, faces
-    v, f = _finish(*_simplify(vertices, faces, max_faces), min_component_ratio)
-    if not keep_closed or not topology(faces).closed_manifold:
-        return v, f
+def _decimate_closed(vertices, faces, target: int, min_ratio: float, rounds: int):
+    """Decimate to about `target` faces and repair defects by protecting input faces (see decimate); None when
+    defects remain after `rounds` repairs."""
+    v, f = _finish(*_simplify(vertices, faces, target), min_ratio)
     protect = np.zeros(len(faces), dtype=bool)
     for attempt in range(rounds + 1):
         bad = defect_vertices(f)
@@ -80,11 +69,39 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int, *, min_com
                 log.debug("decimation: %d input faces kept as they were to stay manifold", int(protect.sum()))
             return v, f
         if attempt == rounds:
-            break
+            return None
         edge = float(np.linalg.norm(v[f[:, 0]] - v[f[:, 1]], axis=1).mean()) if len(f) else 0.0
         protect |= _near_faces(vertices, faces, v[bad], 1.5 * 2 ** attempt * edge)
         log.debug("decimation left %d defective vertices; protecting %d input faces", bad.size, int(protect.sum()))
-        v, f = _protected(vertices, faces, protect, max_faces, min_component_ratio)
+        v, f = _protected(vertices, faces, protect, target, min_ratio)
+    return None
+
+
+def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int, *, min_component_ratio: float = 0.02,
+             keep_closed: bool = True, rounds: int = 4, relax: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Quadric decimation to about max_faces faces; a closed 2-manifold stays one (see the module docstring).
+
+    After each try the defects left are found (cleanup.defect_vertices) and the input faces near them (within 1.5
+    mean decimated edge lengths, doubling each round, and one ring more) are protected in the next try, up to
+    `rounds` times. If defects still remain, the budget is raised 4x (up to `relax` times: a noisy surface keeps
+    more faces rather than all of them), and only then is the input returned, with a warning, rather than a broken
+    mesh. Protected faces count towards max_faces, but where they are many the result can exceed it. With
+    keep_closed=False, or for an input that is not a closed manifold, the mesh is decimated once and cleaned,
+    unchecked.
+    """
+    if len(faces) <= max_faces:
+        return vertices, faces
+    if not keep_closed or not topology(faces).closed_manifold:
+        return _finish(*_simplify(vertices, faces, max_faces), min_component_ratio)
+    for target in (max_faces * 4 ** k for k in range(relax + 1)):
+        if target >= len(faces):
+            break
+        result = _decimate_closed(vertices, faces, target, min_component_ratio, rounds)
+        if result is not None:
+            if target > max_faces:
+                log.warning("decimation to %d faces could not keep the mesh closed and manifold; kept %d faces",
+                            max_faces, len(result[1]))
+            return result
     log.warning("decimation to %d faces could not keep the mesh closed and manifold; keeping all %d faces",
                 max_faces, len(faces))
     return vertices, faces

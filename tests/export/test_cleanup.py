@@ -104,3 +104,22 @@ def test_weld_merges_equal_positions_only():
 @pytest.mark.parametrize("bad", [np.zeros((0, 3), np.int64)])
 def test_empty_input(bad):
     assert topology(bad).faces == 0 and not topology(bad).closed_manifold
+
+
+def test_decimation_raises_its_budget_before_giving_up(monkeypatch, caplog):
+    """A decimator that tears a hole at tight budgets (below 4x the asked count): the result keeps 4x the faces,
+    closed, instead of every input face."""
+    import fast_simplification
+
+    real = fast_simplification.simplify
+    v, f = _icosphere(4)
+    asked = 300
+
+    def tearing_when_tight(points, triangles, target_count, preserve_border=False):
+        out_v, out_f = real(points, triangles, target_count=target_count, preserve_border=preserve_border)
+        return (out_v, out_f) if target_count >= 4 * asked else (out_v, out_f[1:])
+
+    monkeypatch.setattr(fast_simplification, "simplify", tearing_when_tight)
+    dv, df = decimate(v, f, asked)
+    assert asked < len(df) <= 4 * asked + 16 < len(f)
+    assert topology(df).closed_manifold and "kept" in caplog.text
