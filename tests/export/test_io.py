@@ -122,7 +122,8 @@ def test_turntable_mp4_has_every_frame_in_order(tmp_path):
     assert len(frames) == 12 and frames[0].shape == (36, 48, 3)
     red = np.array([f[..., 0].mean() for f in frames]) / 255.0
     np.testing.assert_allclose(red, turntable_azimuths(12) / 360.0, atol=0.03)
-    assert [p.name for p in path.parent.iterdir()] == ["turntable.mp4"]
+    # the video and its contact sheet, no temporary file left
+    assert sorted(p.name for p in path.parent.iterdir()) == ["turntable.mp4", "turntable.png"]
 
 
 def test_turntable_falls_back_to_gif_without_ffmpeg(tmp_path, monkeypatch):
@@ -135,7 +136,7 @@ def test_turntable_falls_back_to_gif_without_ffmpeg(tmp_path, monkeypatch):
     assert path.suffix == ".gif"
     frames = imageio.mimread(path)
     assert len(frames) == 6 and frames[0].shape[:2] == (36, 48)  # padded to even size before the fallback
-    assert [p.name for p in tmp_path.iterdir()] == ["turntable.gif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["turntable.gif", "turntable.png"]
 
 
 def test_video_bad_input():
