@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Sequence
 
 from fastdream.commands import generate
 from fastdream.errors import UserError
+from fastdream.files import atomic_write
 
 MARKER = "DONE.json"
 ATTEMPTS = "batch_attempts.jsonl"
@@ -125,13 +125,9 @@ def finished_earlier(job: Job) -> JobResult | None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename (readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write `text` (UTF-8) to `path` through fastdream.files.atomic_write: readers never see half a file."""
+    with atomic_write(path, "wb") as f:
+        f.write(text.encode("utf-8"))
 
 
 def default_generate_cmd() -> list[str]:

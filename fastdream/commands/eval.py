@@ -87,12 +87,12 @@ def _procedural_report(args, protocol, device) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import os
     from pathlib import Path
 
     import torch
 
     from fastdream.errors import UserError
+    from fastdream.files import atomic_write
 
     if not args.clip and not args.procedural:
         raise UserError("say what to score with: --clip MODEL (CLIP R-precision) and/or --procedural "
@@ -111,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_write(path, "wb") as f:
+            f.write((json.dumps(report, indent=2) + "\n").encode("utf-8"))
     return 0
