@@ -19,11 +19,21 @@ __all__ = ["PixelDiffusionGuidance", "FAST_PRESET"]
 
 # The embedded shapes prior (builtin:shapes) is a 32x32 pixel model trained at a low guidance scale: render at its
 # resolution, guide at a scale it tolerates, and keep the field small so a CPU run takes minutes.
+# Two terms keep the object the prior's size instead of a slab that fills the field box (issue #14):
+# - loss.sparsity: the prior's denoising loss keeps falling as a cube outgrows the frame (0.0118 at the trained size
+#   0.5, 0.0026 at 1.0: flat red frames are "likely"; bench/prior_size_bias.py), and SDS seeks that mode. The SDS
+#   gradient on 32x32 pixels is ~0.25 per value, so threestudio's weight 1.0 on mean sqrt(opacity^2 + 0.01) does
+#   nothing here (measured: identical runs); SPARSITY_WEIGHT holds the size near the prior's range.
+# - background.kind white: the prior saw white (half its data) or a colour kept away from the object's; a random
+#   solid colour close to the object's made growth cheaper (opacity 1.00 at step 250 with random, later with white).
+# Measured on "a red cube", seed 0: bench/results/2026-12-02-cpu-builtin-recipe.md.
+SPARSITY_WEIGHT = 100.0
 FAST_PRESET = {
     "train.iters": 600, "render.width": 32, "render.height": 32, "render.grid_resolution": 32,
     "render.render_step_size": 0.03, "guidance.guidance_scale": 20.0, "shading.albedo_prob": 0.5,
     "shading.lambertian_prob": 0.5, "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2,
     "train.checkpoint_every": 200, "train.preview_every": 200, "train.eval_every": 200, "train.log_every": 10,
+    "background.kind": "white", "loss.sparsity": SPARSITY_WEIGHT,
     "field.options": {"log2_hashmap_size": 14, "n_levels": 8, "finest_resolution": 256, "hidden_dim": 32,
                       "n_hidden_layers": 1, "blob_shape": "cone"},
 }
