@@ -7,7 +7,7 @@ import argparse
 
 HELP = ("CLIP R-precision (R@1) of runs rendered at protocol views, per CLIP model, mean ± s.e.m. over seeds; "
         "or --procedural: R@1, shape and colour accuracy against procedural ground truth, and absolute truth figures "
-        "with pass/fail bars for oracle (target:NAME) and builtin:shapes runs (offline)")
+        "with pass/fail bars for oracle (target:NAME) and builtin:shapes(-sd) runs (offline)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="score each run against procedural ground-truth renders of every shape × colour "
                              "prompt (albedo shading on white, no model, no network): retrieval R@1, shape "
                              "accuracy and colour accuracy, for prompts such as 'a red cube'. Runs with an exact "
-                             "truth (--guidance target:NAME, or --model builtin:shapes with a shape prompt; size "
+                             "truth (--guidance target:NAME, or --model builtin:shapes(-sd) with a shape prompt; size "
                              "fitted within the prior's range) also get Chamfer distance both ways (%% of the box "
                              "diagonal), volume IoU, silhouette IoU of the rendered opacity, the fraction of mesh "
                              "area off the true surface and mesh validity, measured on mesh/model.glb (else "

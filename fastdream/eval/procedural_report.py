@@ -53,7 +53,7 @@ def evaluate_procedural(run_dirs, protocol: ViewProtocol, device="cpu",
     """Report {"metric", "protocol", "runs": [...], "skipped": [...], "summary", "truth_summary"} for run_dirs.
 
     A run is scored when its prompt names a procedural shape and colour (R@1 against every candidate) and/or it has
-    an exact truth (oracle target or builtin:shapes; fastdream.eval.truth_report): then each row carries "truth"
+    an exact truth (oracle target or builtin:shapes(-sd); fastdream.eval.truth_report): then each row carries "truth"
     (the absolute figures and bars) and "correct" (R@1 hit where it applies, and every bar passed). Other runs are
     skipped; ValueError if none is left. protocol.modes is ignored: views use albedo ("color") shading on white.
     """
@@ -80,7 +80,7 @@ def evaluate_procedural(run_dirs, protocol: ViewProtocol, device="cpu",
         runs.append(row)
     if not runs:
         raise ValueError("no run has a prompt naming a procedural shape and colour (e.g. 'a red cube') or an exact "
-                         "truth (--guidance target:NAME or --model builtin:shapes)")
+                         "truth (--guidance target:NAME or --model builtin:shapes(-sd))")
     judged = [row["correct"] for row in runs if row["correct"] is not None]
     return {"metric": "procedural",
             "protocol": {"views": protocol.views, "elevation": protocol.elevation, "size": protocol.size,

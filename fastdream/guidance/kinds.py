@@ -1,29 +1,69 @@
 """The guidance kinds a run can name (the oracle target:NAME, a built-in prior builtin:NAME, Stable Diffusion) and
-the recipe each declares: overrides for every preset, and more for `--preset fast`."""
+the recipe each declares: overrides for every preset, and more for `--preset fast`.
+
+A builtin:NAME prior is a folder in fastdream/priors/weights: a pixel-space prior there is the "builtin" kind, one in
+Stable Diffusion's layout (with a vae/) is the "sd" kind and loads exactly as an SD checkpoint does.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 from fastdream.guidance import pixel, stable_diffusion, target
 
-__all__ = ["KINDS", "kind_of", "recipe"]
+__all__ = ["KINDS", "kind_of", "recipe", "builtin_folder", "is_sd_folder"]
 
-# kind -> (the dot-list overrides it adds to every preset, those it adds to the generic fast preset)
+# recipe key -> (the dot-list overrides it adds to every preset, those it adds to the generic fast preset).
+# "sd-small" is an SD model (builtin:NAME or a local folder) whose native image is at most
+# stable_diffusion.SMALL_IMAGE_SIZE pixels: it keeps SD's recipe for every preset, and its fast preset is sized for
+# the model instead of for SD 2.1 (see stable_diffusion.SMALL_FAST_PRESET).
 KINDS: dict[str, tuple[dict, dict]] = {
     "target": ({}, target.FAST_PRESET),
     "builtin": ({}, pixel.FAST_PRESET),
     "sd": (stable_diffusion.BASE_PRESET, stable_diffusion.FAST_PRESET),
+    "sd-small": (stable_diffusion.BASE_PRESET, stable_diffusion.SMALL_FAST_PRESET),
 }
 
 
+def builtin_folder(spec: str) -> Path:
+    """The shipped folder of builtin:NAME; a one-line UserError naming the shipped priors when there is none."""
+    from fastdream.priors.model import builtin_path
+    return builtin_path(spec.split(":", 1)[1])
+
+
+def is_sd_folder(folder: Path) -> bool:
+    """True for a diffusers Stable Diffusion folder (a latent model: it has a vae/), False for a pixel-space one."""
+    return (Path(folder) / "vae").is_dir()
+
+
+def _builtin(spec: str | None, model: str | None) -> str | None:
+    return next((v for v in (spec, model) if v and v.startswith("builtin:")), None)
+
+
 def kind_of(spec: str | None, model: str | None = None) -> str:
-    """"target" for target:NAME, "builtin" for builtin:NAME (as the spec or as the SD model), else "sd"."""
+    """"target" for target:NAME; for builtin:NAME (as the spec or as the SD model) "sd" when the shipped prior is in
+    Stable Diffusion's layout, else "builtin"; else "sd"."""
     if spec and spec.startswith("target:"):
         return "target"
-    if any(v.startswith("builtin:") for v in (spec, model) if v):
-        return "builtin"
+    builtin = _builtin(spec, model)
+    if builtin is not None:
+        return "sd" if is_sd_folder(builtin_folder(builtin)) else "builtin"
     return "sd"
+
+
+def _sd_source(spec: str | None, model: str | None) -> str | None:
+    """The folder or hub id an "sd" run loads (as load_guidance picks it)."""
+    builtin = _builtin(spec, model)
+    if builtin is not None:
+        return str(builtin_folder(builtin))
+    return spec if spec and spec != "sd" else model
 
 
 def recipe(spec: str | None, model: str | None, preset: str) -> dict:
     """The overrides the guidance that (spec, model) name adds to `preset`."""
-    base, fast = KINDS[kind_of(spec, model)]
+    key = kind_of(spec, model)
+    if key == "sd":
+        size = stable_diffusion.native_image_size(_sd_source(spec, model))
+        if size is not None and size <= stable_diffusion.SMALL_IMAGE_SIZE:
+            key = "sd-small"
+    base, fast = KINDS[key]
     return {**base, **(fast if preset == "fast" else {})}

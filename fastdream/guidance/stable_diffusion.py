@@ -1,7 +1,9 @@
 """Stable Diffusion guidance (diffusers): SDS with classifier-free guidance on any SD checkpoint."""
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -12,10 +14,27 @@ from fastdream.guidance.encoders import DEFAULT_TINY_ENCODER, KLEncoder, TinyEnc
 from fastdream.guidance.graphs import GraphedCall
 from fastdream.guidance.hub import LoadFailed, load_attempts, load_first, load_tiny_encoder, resolve_source
 
-__all__ = ["StableDiffusionGuidance", "DEFAULT_MODEL", "MOVED_MODELS", "BASE_PRESET", "FAST_PRESET"]
+__all__ = ["StableDiffusionGuidance", "DEFAULT_MODEL", "MOVED_MODELS", "BASE_PRESET", "FAST_PRESET",
+           "SMALL_FAST_PRESET", "SMALL_IMAGE_SIZE", "native_image_size"]
 
 # Stable Diffusion's fast recipe is the generic "fast" preset itself.
 FAST_PRESET: dict = {}
+
+# A small SD model (native image <= SMALL_IMAGE_SIZE pixels, e.g. builtin:shapes-sd at 32x32) gets a fast preset
+# sized for it rather than for SD 2.1's 512x512: renders at 32x32 (a larger render is only downsampled to the
+# model's 32x32 before the VAE), the coarse grid, step size, small hash grid and 600 steps with which the pixel prior
+# (pixel.FAST_PRESET, trained on the same data) finishes on a CPU in minutes; guidance scale 20, not SD's 100, for a
+# model trained with 10% empty prompts that samples at CFG 3; albedo/lambertian shading only, the two its training
+# renders have. The init and the sparsity stay SD's (BASE_PRESET): this is the SD recipe at a toy size.
+SMALL_IMAGE_SIZE = 64
+SMALL_FAST_PRESET: dict = {
+    "train.iters": 600, "render.width": 32, "render.height": 32, "render.grid_resolution": 32,
+    "render.render_step_size": 0.03, "guidance.guidance_scale": 20.0, "shading.albedo_prob": 0.5,
+    "shading.lambertian_prob": 0.5, "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2,
+    "train.checkpoint_every": 200, "train.preview_every": 200, "train.eval_every": 200, "train.log_every": 10,
+    "field.options.log2_hashmap_size": 14, "field.options.n_levels": 8, "field.options.finest_resolution": 256,
+    "field.options.hidden_dim": 32, "field.options.n_hidden_layers": 1,
+}
 
 # Every SD preset starts from a field whose first renders show background around the object, and keeps empty space
 # empty. fastdream.Field's defaults (trunc_exp, a gaussian blob 10 / 0.5) are the paper's: in a radius-1 box they give
@@ -41,6 +60,20 @@ def _offline_message(model: str, reason: str) -> str:
             f"reachable ({reason}). On a machine with internet run `huggingface-cli download {model} --local-dir "
             f"DIR` (about 5 GB), copy DIR here and pass `--model DIR`; or try the pipeline without weights with "
             f"`--guidance target:sphere`.")
+
+
+def native_image_size(source: str | None) -> int | None:
+    """Image side (pixels) a local SD folder's UNet works at: unet sample_size x 2^(VAE levels - 1), read from the
+    configs; None for a hub id or a folder without readable configs."""
+    if not source or not Path(source).expanduser().is_dir():
+        return None
+    folder = Path(source).expanduser()
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -156,8 +189,10 @@ class StableDiffusionGuidance(Guidance):
         return {"cond": embed(list(prompts)), "uncond": embed([negative_prompt])}
 
     def encode_images(self, images: torch.Tensor, generator=None) -> torch.Tensor:
-        """images [B,3,H,W] in [0,1] -> latents [B,4,h,w] (resized to the model's image size; differentiable)."""
-        x = F.interpolate(images.float(), (self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        """images [B,3,H,W] in [0,1] -> latents [B,4,h,w] (resized to the model's image size; differentiable).
+        Antialiased, so a render larger than a small model's image is filtered, not point-sampled, when shrunk."""
+        x = F.interpolate(images.float(), (self.image_size, self.image_size), mode="bilinear", align_corners=False,
+                          antialias=images.shape[-1] > self.image_size or images.shape[-2] > self.image_size)
         x = (x * 2.0 - 1.0).to(self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

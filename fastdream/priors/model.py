@@ -12,10 +12,14 @@ import torch
 
 from fastdream.priors.tokenizer import ShapesTokenizer
 
-__all__ = ["ShapesPrior", "unet_config", "text_config", "BUILTIN_DIR", "builtin_path", "NUM_TRAIN_TIMESTEPS"]
+__all__ = ["ShapesPrior", "unet_config", "text_config", "BUILTIN_DIR", "builtin_path", "NUM_TRAIN_TIMESTEPS",
+           "SHAPES_PRIORS"]
 
 NUM_TRAIN_TIMESTEPS = 1000
 BUILTIN_DIR = Path(__file__).resolve().parent / "weights"
+# The shipped priors trained on fastdream.priors.shapes_data: a run with one of them has the procedural truth of its
+# prompt's primitive (fastdream.eval.truth_target).
+SHAPES_PRIORS = ("shapes", "shapes-sd")
 
 
 def builtin_path(name: str) -> Path:

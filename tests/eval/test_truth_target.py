@@ -37,6 +37,11 @@ def test_truth_spec_from_the_run_config():
     # `generate --model builtin:shapes` stores the prior as guidance.spec; a bare model entry counts too
     assert tt.truth_spec({"guidance": {"spec": "builtin:shapes"}}, "a red cube, side view").name == "cube"
     assert tt.truth_spec({"guidance": {"spec": "sd", "model": "builtin:shapes"}}, "a blue torus").name == "torus"
+    # the latent model trained on the same data answers to the same truth
+    sd = tt.truth_spec({"guidance": {"spec": "builtin:shapes-sd"}}, "a red cone, front view")
+    assert (sd.kind, sd.name, sd.label) == ("builtin", "cone", "builtin:shapes-sd cone")
+    with pytest.raises(ValueError, match="no procedural truth"):
+        tt.truth_spec({"guidance": {"spec": "builtin:other"}}, "a red cube")
     with pytest.raises(ValueError, match="no exact truth"):
         tt.truth_spec({"guidance": {"spec": "sd"}}, "a red cube")
     with pytest.raises(ValueError, match="names no procedural"):

@@ -1,0 +1,87 @@
+"""builtin:NAME routing and recipes: a shipped prior in Stable Diffusion's layout (builtin:shapes-sd) loads through
+StableDiffusionGuidance exactly as an SD checkpoint does; a small SD model gets a fast recipe sized for it."""
+import socket
+
+import pytest
+import torch
+
+from fastdream.config import make_config
+from fastdream.errors import UserError
+from fastdream.guidance import load_guidance
+from fastdream.guidance import kinds, pixel, stable_diffusion
+from fastdream.guidance.pixel import PixelDiffusionGuidance
+from fastdream.guidance.stable_diffusion import StableDiffusionGuidance
+from fastdream.priors.model import BUILTIN_DIR
+from tests.helpers.tiny_sd import make_tiny_sd
+
+SHIPPED = BUILTIN_DIR / "shapes-sd"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the shipped prior tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.mark.parametrize("spec, model", [("builtin:shapes-sd", None), ("sd", "builtin:shapes-sd"),
+                                         ("sd", str(SHIPPED)), (str(SHIPPED), None)])
+def test_shapes_sd_loads_through_stable_diffusion_guidance(no_network, spec, model):
+    g = load_guidance(spec, model=model)
+    assert type(g) is StableDiffusionGuidance
+    assert (g.image_size, g.latent_size, g.vae_scale_factor) == (32, 8, 4)
+    assert g.scaling_factor == pytest.approx(float(g.vae.config.scaling_factor)) and g.scaling_factor != 0.18215
+
+
+def test_builtin_shapes_stays_the_pixel_prior(no_network):
+    assert type(load_guidance("builtin:shapes")) is PixelDiffusionGuidance
+    assert kinds.kind_of("builtin:shapes") == "builtin" and kinds.kind_of("builtin:shapes-sd") == "sd"
+    assert kinds.kind_of("sd", "builtin:shapes-sd") == "sd"
+
+
+def test_an_unknown_builtin_is_a_one_line_user_error():
+    for call in (lambda: load_guidance("builtin:dinosaurs"), lambda: load_guidance("sd", model="builtin:dinosaurs"),
+                 lambda: make_config("fast", **{"guidance.spec": "builtin:dinosaurs"})):
+        with pytest.raises(UserError) as e:
+            call()
+        msg = str(e.value)
+        assert "\n" not in msg and "dinosaurs" in msg and "shapes-sd" in msg and "shapes" in msg
+
+
+def test_sds_gradients_on_a_32px_render_are_finite_and_shaped(no_network):
+    g = load_guidance("builtin:shapes-sd")
+    emb = g.encode_prompts(["a red cube, side view", "a blue sphere, front view"])
+    images = torch.rand(2, 3, 32, 32, requires_grad=True)
+    out = g.sds(images, emb["cond"], emb["uncond"], guidance_scale=20.0, generator=torch.Generator().manual_seed(0))
+    out.loss.backward()
+    assert out.extras["latents"].shape == (2, 4, 8, 8)
+    assert images.grad.shape == images.shape and torch.isfinite(images.grad).all() and images.grad.abs().sum() > 0
+
+
+def test_small_sd_models_get_the_small_fast_recipe(tmp_path):
+    small = make_tiny_sd(tmp_path / "small", latent_size=8)  # 16x16 images
+    large = make_tiny_sd(tmp_path / "large", latent_size=64)  # 128x128 images
+    assert stable_diffusion.native_image_size(str(small)) == 16
+    assert stable_diffusion.native_image_size(str(large)) == 128
+    assert stable_diffusion.native_image_size(stable_diffusion.DEFAULT_MODEL) is None  # a hub id: not read
+    small_fast = {**stable_diffusion.BASE_PRESET, **stable_diffusion.SMALL_FAST_PRESET}
+    assert kinds.recipe("builtin:shapes-sd", None, "fast") == small_fast
+    assert kinds.recipe("sd", "builtin:shapes-sd", "fast") == small_fast
+    assert kinds.recipe("sd", str(small), "fast") == small_fast
+    assert kinds.recipe(str(small), None, "fast") == small_fast
+    sd_fast = {**stable_diffusion.BASE_PRESET, **stable_diffusion.FAST_PRESET}
+    assert kinds.recipe("sd", str(large), "fast") == sd_fast
+    assert kinds.recipe("sd", stable_diffusion.DEFAULT_MODEL, "fast") == sd_fast
+    assert kinds.recipe("builtin:shapes-sd", None, "default") == stable_diffusion.BASE_PRESET
+    assert kinds.recipe("builtin:shapes", None, "fast") == pixel.FAST_PRESET
+
+
+def test_shapes_sd_fast_config_is_32px_with_sds_init():
+    cfg = make_config("fast", **{"guidance.spec": "builtin:shapes-sd"})
+    assert (cfg.render.width, cfg.render.height, cfg.train.iters) == (32, 32, 600)
+    assert cfg.field.options.density_activation == "softplus" and cfg.field.options.blob_shape == "cone"
+    assert cfg.field.options.log2_hashmap_size == 14 and cfg.loss.sparsity == 1.0
