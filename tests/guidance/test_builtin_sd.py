@@ -84,4 +84,7 @@ def test_shapes_sd_fast_config_is_32px_with_sds_init():
     cfg = make_config("fast", **{"guidance.spec": "builtin:shapes-sd"})
     assert (cfg.render.width, cfg.render.height, cfg.train.iters) == (32, 32, 600)
     assert cfg.field.options.density_activation == "softplus" and cfg.field.options.blob_shape == "cone"
-    assert cfg.field.options.log2_hashmap_size == 14 and cfg.loss.sparsity == 1.0
+    assert cfg.field.options.log2_hashmap_size == 14
+    # the pixel prior's size-holding terms, not SD 2.1's sparsity 1.0 (calibrated to SD's gradient scale)
+    assert cfg.loss.sparsity == 100.0 and cfg.background.kind == "white"
+    assert make_config("default", **{"guidance.spec": "builtin:shapes-sd"}).loss.sparsity == 1.0
