@@ -142,6 +142,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", default=str(REPO_ROOT / "bench" / "results"))
     args = p.parse_args(argv)
+    # the commit that trains the runs (HEAD may move while they run)
+    meta = {"date": dt.date.today().isoformat(), "machine": f"cpu ({os.cpu_count()} cores, {platform.machine()})",
+            "commit": _commit(), "command": shlex.join(["python", "bench/recipe_truth.py", *(argv or sys.argv[1:])])}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     todo = jobs(args)
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
@@ -158,8 +161,6 @@ def main(argv=None) -> int:
                                           "rank", "gltf_errors", "train_seconds")}, "command": trained[name]["command"]})
     for r in rows:
         r.setdefault("command", (trained.get(r["name"]) or {}).get("command"))
-    meta = {"date": dt.date.today().isoformat(), "machine": f"cpu ({os.cpu_count()} cores, {platform.machine()})",
-            "commit": _commit(), "command": shlex.join(["python", "bench/recipe_truth.py", *(argv or sys.argv[1:])])}
     stem = f"{meta['date']}-cpu-recipe-truth" + ("" if args.model == "builtin:shapes" else
                                                   "-" + args.model.split(":")[-1].replace("/", "_"))
     if args.only:

@@ -105,6 +105,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     eps: float = 1e-15
     grad_clip: float | None = None
+    lr_final: float = 1.0  # every group's lr falls to this fraction of its own by the last step (cosine); 1 = constant
     fused: bool = True  # torch's fused Adam (one kernel for every parameter) on CUDA; ignored elsewhere
 
 

@@ -149,6 +149,7 @@ def _optim_loss_background(cfg) -> None:
     check_pair("optim.betas", o.betas, 0.0, 1.0, ordered=False)
     check_range("optim.eps", o.eps, 0.0, 1.0)
     check_range("optim.grad_clip", o.grad_clip, 0.0, lo_open=True, optional=True)
+    check_range("optim.lr_final", o.lr_final, 0.0, 1.0, lo_open=True)
     check_bool("optim.fused", o.fused)
     for name in ("orientation", "sparsity", "entropy"):
         check_range(f"loss.{name}", getattr(cfg.loss, name), 0.0, 1e6)

@@ -60,6 +60,11 @@ class Optimizer:
         self.adam.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
 
+    def set_lr_scale(self, scale: float) -> None:
+        """Every group's lr = its configured lr x scale (a Python float: no device sync)."""
+        for group in self.adam.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * scale
+
     def apply(self) -> None:
         """Optional gradient clipping, then one Adam step (and the fp16 scaler's update)."""
         if self.cfg.grad_clip is not None:

@@ -1,11 +1,13 @@
 """What changes over a run: the diffusion t range (annealed), the random shading per view, latent warm-up."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from fastdream.ops import SHADING_MODES
 
-__all__ = ["t_range", "sample_shading", "in_latent_warmup"]
+__all__ = ["t_range", "lr_scale", "sample_shading", "in_latent_warmup"]
 
 
 def t_range(guidance_cfg, step: int, iters: int) -> tuple[float, float]:
@@ -16,6 +18,15 @@ def t_range(guidance_cfg, step: int, iters: int) -> tuple[float, float]:
         frac = min(step / max(iters, 1), 1.0)
         t_max = g.t_max + (g.t_max_end - g.t_max) * frac
     return (g.t_min, max(t_max, g.t_min))
+
+
+def lr_scale(optim_cfg, step: int, iters: int) -> float:
+    """The learning-rate factor at `step`: cosine from 1 to optim.lr_final over the run (1 throughout by default)."""
+    final = optim_cfg.lr_final
+    if final >= 1.0:
+        return 1.0
+    frac = min(step / max(iters - 1, 1), 1.0)
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
 
 def sample_shading(shading_cfg, step: int, batch: int, generator: torch.Generator) -> tuple[list[str], list[float]]:

@@ -127,6 +127,7 @@ class Trainer:
                                    generator=self.noise_gen, latent=latent, clock=clock)
         self.optim.backward(total)
         mark(clock, "render_backward")
+        self.optim.set_lr_scale(schedules.lr_scale(cfg.optim, self.step, iters))
         self.optim.apply()
         mark(clock, "optimizer")
         self._update_grid()

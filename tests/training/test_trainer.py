@@ -1,5 +1,6 @@
 """The SDS trainer: tiny SD pipeline, resume == uninterrupted, NaN guard, oracle reconstruction."""
 import json
+import math
 
 import pytest
 import torch
@@ -195,3 +196,36 @@ def test_default_sd_recipe_starts_with_background_in_view(tmp_path, init, fogged
     first = next(r for r in rows if "opacity_mean" in r)
     assert first["step"] == 1
     assert (first["opacity_mean"] > 0.9) if fogged else (first["opacity_mean"] <= 0.5), first["opacity_mean"]
+
+
+def test_lr_falls_by_cosine_to_lr_final_and_resume_keeps_the_schedule(tmp_path):
+    over = {"train.iters": 5, "optim.lr_final": 0.1, "optim.lr_encoding": 0.02, "optim.lr_mlp": 0.004,
+            "train.checkpoint_every": 0, "render.grid_warmup_steps": 100}
+    seen = []
+    full = Trainer(tiny_config(**over), tmp_path / "full", progress=False)
+    apply = full.optim.apply
+    full.optim.apply = lambda: (seen.append([g["lr"] for g in full.optim.adam.param_groups]), apply())[1]
+    full.train()
+    # step s of 5 uses 0.1 + 0.9 * (1 + cos(pi * s / 4)) / 2 of each group's own lr: 1 at the first step, 0.1 at the last
+    scale = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(5)]
+    assert [lrs[0] for lrs in seen] == pytest.approx([0.02 * f for f in scale])
+    assert [lrs[1] for lrs in seen] == pytest.approx([0.004 * f for f in scale])
+
+    # a run of the same length stopped after 3 steps (as an interrupt leaves it), then resumed
+    half = Trainer(tiny_config(**over), tmp_path / "half", progress=False)
+    for _ in range(3):
+        half.train_step()
+    half.save()
+    resumed = Trainer(tiny_config(**over), tmp_path / "half", resume=True, progress=False)
+    assert resumed.step == 3
+    resumed.train()
+    assert resumed.optim.adam.param_groups[0]["lr"] == pytest.approx(0.02 * 0.1)
+    for k, v in full.field.state_dict().items():
+        assert torch.equal(v, resumed.field.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, 1.5])
+def test_lr_final_outside_0_1_is_refused(bad):
+    from fastdream.errors import UserError
+    with pytest.raises(UserError, match="optim.lr_final"):
+        tiny_config(**{"optim.lr_final": bad})
