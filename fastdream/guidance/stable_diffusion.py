@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fastdream.errors import UserError
+from fastdream.guidance import pixel
 from fastdream.guidance.base import Guidance, SDSOutput
 from fastdream.guidance.encoders import DEFAULT_TINY_ENCODER, KLEncoder, TinyEncoder
 from fastdream.guidance.graphs import GraphedCall
@@ -20,25 +21,16 @@ __all__ = ["StableDiffusionGuidance", "DEFAULT_MODEL", "MOVED_MODELS", "BASE_PRE
 # Stable Diffusion's fast recipe is the generic "fast" preset itself.
 FAST_PRESET: dict = {}
 
-# A small SD model (native image <= SMALL_IMAGE_SIZE pixels, e.g. builtin:shapes-sd at 32x32) gets a fast preset
-# sized for it rather than for SD 2.1's 512x512: renders at 32x32 (a larger render is only downsampled to the
-# model's 32x32 before the VAE), the coarse grid, step size, small hash grid and 600 steps with which the pixel prior
-# (pixel.FAST_PRESET, trained on the same data) finishes on a CPU in minutes; guidance scale 20, not SD's 100, for a
-# model trained with 10% empty prompts that samples at CFG 3; albedo/lambertian shading only, the two its training
-# renders have. The init stays SD's (BASE_PRESET). The sparsity weight and the white background are the pixel
-# prior's (pixel.FAST_PRESET, measured there): SD's weight 1.0 is calibrated to SD's gradient scale and leaves this
-# model's run a ragged slab (fitted size 0.58, 62% of the area off the truth), with them "a red cube" is 0.48 and 46%
-# off (bench/results/2026-12-02-cpu-builtin-recipe.md).
+# A small SD model (native image <= SMALL_IMAGE_SIZE pixels, e.g. builtin:shapes-sd at 32x32) gets, for
+# `--preset fast`, the pixel prior's fast recipe (pixel.FAST_PRESET: the same shapes data at the same 32x32 size)
+# rather than one sized for SD 2.1's 512x512: 32x32 renders (a larger render is only downsampled to the model's
+# 32x32 before the VAE), the small field, 600 steps, CFG 20 (not SD's 100: this model over-saturates at 100),
+# albedo/lambertian shading only, sparsity 100 and a white background. SD's own init (BASE_PRESET: softplus + cone)
+# stays, as the recipe only merges field options. With SD's sparsity 1.0 and a random background this model's
+# "a red cube" was a ragged slab (fitted size 0.58, 62% of the area off the truth); with this recipe 0.48 and 46%
+# (bench/results/2026-12-02-cpu-builtin-recipe.md, fastdream/priors/weights/shapes-sd/TRAINING.md).
 SMALL_IMAGE_SIZE = 64
-SMALL_FAST_PRESET: dict = {
-    "train.iters": 600, "render.width": 32, "render.height": 32, "render.grid_resolution": 32,
-    "render.render_step_size": 0.03, "guidance.guidance_scale": 20.0, "shading.albedo_prob": 0.5,
-    "shading.lambertian_prob": 0.5, "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2,
-    "train.checkpoint_every": 200, "train.preview_every": 200, "train.eval_every": 200, "train.log_every": 10,
-    "field.options.log2_hashmap_size": 14, "field.options.n_levels": 8, "field.options.finest_resolution": 256,
-    "field.options.hidden_dim": 32, "field.options.n_hidden_layers": 1,
-    "background.kind": "white", "loss.sparsity": 100.0,
-}
+SMALL_FAST_PRESET: dict = pixel.FAST_PRESET
 
 # Every SD preset starts from a field whose first renders show background around the object, and keeps empty space
 # empty. fastdream.Field's defaults (trunc_exp, a gaussian blob 10 / 0.5) are the paper's: in a radius-1 box they give
