@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import socket
 import sys
 from pathlib import Path
 
@@ -52,3 +53,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Offline hub, and any socket connection fails the test (the shipped priors must load with no network)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the shipped prior tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

@@ -1,6 +1,5 @@
 """builtin:NAME routing and recipes: a shipped prior in Stable Diffusion's layout (builtin:shapes-sd) loads through
 StableDiffusionGuidance exactly as an SD checkpoint does; a small SD model gets a fast recipe sized for it."""
-import socket
 
 import pytest
 import torch
@@ -15,17 +14,6 @@ from fastdream.priors.model import BUILTIN_DIR
 from tests.helpers.tiny_sd import make_tiny_sd
 
 SHIPPED = BUILTIN_DIR / "shapes-sd"
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the shipped prior tried to reach the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.mark.parametrize("spec, model", [("builtin:shapes-sd", None), ("sd", "builtin:shapes-sd"),

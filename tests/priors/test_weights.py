@@ -1,5 +1,4 @@
 """The shipped shapes prior: size, offline loading, and a small sampling check of the prompted colour."""
-import socket
 from pathlib import Path
 
 import pytest
@@ -10,17 +9,6 @@ from fastdream.errors import UserError
 from fastdream.priors.model import BUILTIN_DIR, ShapesPrior, builtin_path
 
 SHIPPED = BUILTIN_DIR / "shapes"
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the shipped prior tried to reach the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture(scope="module")
