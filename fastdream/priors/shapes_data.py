@@ -63,6 +63,11 @@ class GeometryBank:
     def __len__(self) -> int:
         return self.alpha.shape[0]
 
+    def to(self, device) -> "GeometryBank":
+        """The same bank with every tensor on `device`."""
+        return GeometryBank(self.alpha.to(device), self.shade.to(device), self.shape_idx.to(device),
+                            self.view_idx.to(device), self.resolution)
+
 
 @torch.no_grad()
 def render_geometry(kind: str, c2w: torch.Tensor, fovy_deg: torch.Tensor, light_position: torch.Tensor,

@@ -180,7 +180,6 @@ def _finish(ema, args, out: Path, state_dir: Path, dev, info: dict) -> dict:
 def train(args) -> dict:
     from tqdm import tqdm
 
-    from fastdream.priors import shapes_data
     from fastdream.priors.model import ShapesPrior
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -188,9 +187,7 @@ def train(args) -> dict:
     state_dir = out / ".train"
     state_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(args.device)
-    bank = _load_bank(args, state_dir)
-    bank = shapes_data.GeometryBank(bank.alpha.to(dev), bank.shade.to(dev), bank.shape_idx.to(dev),
-                                    bank.view_idx.to(dev), bank.resolution)
+    bank = _load_bank(args, state_dir).to(dev)
     prior = ShapesPrior.create(args.resolution, seed=args.seed).to(dev)
     prior.text_encoder.requires_grad_(not args.freeze_text)
     params = [p for p in prior.parameters() if p.requires_grad]

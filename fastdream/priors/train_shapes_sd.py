@@ -240,9 +240,7 @@ def train(args) -> dict:
     state_dir = out / ".train"
     state_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(args.device)
-    bank = _load_bank(args, state_dir)
-    bank = shapes_data.GeometryBank(bank.alpha.to(dev), bank.shade.to(dev), bank.shape_idx.to(dev),
-                                    bank.view_idx.to(dev), bank.resolution)
+    bank = _load_bank(args, state_dir).to(dev)
     model = LatentShapesModel.create(state_dir, args.resolution, args.seed, args.vae_channels, args.unet_channels,
                                      args.text_hidden).to(dev)
     log.info("parameters: %s", _counts(model))
