@@ -110,12 +110,21 @@ def evaluate_folder(args) -> dict:
     return res
 
 
-def _lr_at(args, step: int, elapsed: float, warmup: int = 200) -> float:
-    """Linear warm-up, then cosine from lr to 0.1 lr over the steps (or the time limit, whichever is nearer)."""
-    progress = step / args.steps
-    if args.time_limit > 0:
-        progress = max(progress, elapsed / args.time_limit)
-    return args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0))))
+def warmup_cosine_lr(base: float, step: int, steps: int, elapsed: float, budget: float, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine from base to 0.1 base over the steps (or over the time budget
+    in seconds, whichever is nearer; budget 0 = none). Shared by both prior training scripts."""
+    progress = step / max(steps, 1)
+    if budget > 0:
+        progress = max(progress, elapsed / budget)
+    return base * min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+@torch.no_grad()
+def ema_update(ema_params, params, step: int, rate: float) -> None:
+    """EMA of `params` into `ema_params`, with the usual warm-up: decay min(rate, (1 + step) / (10 + step))."""
+    decay = min(rate, (1 + step) / (10 + step))
+    for pe, pm in zip(ema_params, params):
+        pe.lerp_(pm, 1 - decay)
 
 
 def _save_state(prior, ema, opt, step: int, args, path: Path) -> None:
@@ -153,10 +162,7 @@ def _train_step(prior, ema, opt, params, bank, args, step: int, dev) -> float:
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
-    with torch.no_grad():
-        decay = min(args.ema, (1 + step) / (10 + step))
-        for pe, pm in zip(ema.parameters(), prior.parameters()):
-            pe.lerp_(pm, 1 - decay)
+    ema_update(ema.parameters(), prior.parameters(), step, args.ema)
     return loss.item()
 
 
@@ -206,7 +212,7 @@ def train(args) -> dict:
             _save_state(prior, ema, opt, step, args, ckpt_path)
             break
         for group in opt.param_groups:
-            group["lr"] = _lr_at(args, step, elapsed)
+            group["lr"] = warmup_cosine_lr(args.lr, step, args.steps, elapsed, args.time_limit, warmup=200)
         loss = _train_step(prior, ema, opt, params, bank, args, step, dev)
         loss_avg = loss if loss_avg is None else 0.98 * loss_avg + 0.02 * loss
         done = step + 1

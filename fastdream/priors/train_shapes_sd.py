@@ -15,7 +15,6 @@ import argparse
 import copy
 import json
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import torch
 
 from fastdream.priors import shapes_data
 from fastdream.priors.latent_model import LatentShapesModel
-from fastdream.priors.train_shapes import _atomic_save, _load_bank, evaluate_samples
+from fastdream.priors.train_shapes import (_atomic_save, _load_bank, ema_update, evaluate_samples,
+                                           warmup_cosine_lr)
 
 log = logging.getLogger("fastdream.priors.train_shapes_sd")
 
@@ -66,14 +66,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
     p.add_argument("--no-progress", action="store_true")
     return p
-
-
-def _lr(base: float, step: int, steps: int, elapsed: float, budget: float, warmup: int = 100) -> float:
-    """Linear warm-up, then cosine from base to 0.1 base over the steps (or the time budget, whichever is nearer)."""
-    progress = step / max(steps, 1)
-    if budget > 0:
-        progress = max(progress, elapsed / budget)
-    return base * min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def _batch(bank, args, stage: int, step: int, batch: int):
@@ -127,11 +119,8 @@ def _unet_step(model, ema, opt, params, bank, args, step: int) -> float:
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
-    with torch.no_grad():
-        decay = min(args.ema, (1 + step) / (10 + step))
-        for name in ("unet", "text_encoder"):
-            for pe, pm in zip(getattr(ema, name).parameters(), getattr(model, name).parameters()):
-                pe.lerp_(pm, 1 - decay)
+    for name in ("unet", "text_encoder"):
+        ema_update(getattr(ema, name).parameters(), getattr(model, name).parameters(), step, args.ema)
     return loss.item()
 
 
@@ -190,7 +179,7 @@ def _run_stage(st: _State, stage: str, steps: int, step_fn, opt, base_lr: float,
             log.info("%s: time budget %.0fs reached at step %d", stage, budget, step)
             break
         for group in opt.param_groups:
-            group["lr"] = _lr(base_lr, step, steps, st.elapsed[stage], budget)
+            group["lr"] = warmup_cosine_lr(base_lr, step, steps, st.elapsed[stage], budget, warmup=100)
         loss = step_fn(step)
         loss_avg = loss if loss_avg is None else 0.98 * loss_avg + 0.02 * loss
         st.step = step + 1
