@@ -75,7 +75,9 @@ def gltf_errors(glb: Path) -> int | None:
     try:
         from tests.helpers.gltf_validator import validate
         return int(validate(glb)["issues"]["numErrors"])
-    except BaseException as exc:  # the helper fails pytest-style where node/npm are missing
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the helper fails pytest-style (not an Exception) where node/npm are missing
         print(f"glTF validator unavailable: {exc}", file=sys.stderr)
         return None
 
