@@ -57,7 +57,9 @@ def train(job, args) -> dict:
            "--out", str(run), *(["--iters", str(args.iters)] if args.iters else [])]
     row = {"name": name, "prompt": prompt, "command": shlex.join(cmd)}
     if _finished(run):
-        return {**row, "seconds": None, "rc": 0, "reused": True}
+        timing = Path(args.out) / f"{name}.seconds"  # written when it trained, so a resumed table keeps its time
+        seconds = float(timing.read_text()) if timing.is_file() else None
+        return {**row, "seconds": seconds, "rc": 0, "reused": True}
     env = dict(os.environ)
     if args.jobs > 1:  # N single-threaded runs beat N runs fighting over the cores
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -67,6 +69,8 @@ def train(job, args) -> dict:
                             stdout=log, stderr=subprocess.STDOUT, env=env).returncode
     seconds = round(time.monotonic() - start, 1)
     print(f"{name}: exit {rc} after {seconds} s", flush=True)
+    if rc == 0:
+        (Path(args.out) / f"{name}.seconds").write_text(f"{seconds}\n")
     return {**row, "seconds": seconds, "rc": rc}
 
 
@@ -148,6 +152,7 @@ def main(argv=None) -> int:
     meta = {"date": dt.date.today().isoformat(), "machine": f"cpu ({os.cpu_count()} cores, {platform.machine()})",
             "commit": _commit(), "command": shlex.join(["python", "bench/recipe_truth.py", *(argv or sys.argv[1:])])}
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    Path(args.results).mkdir(parents=True, exist_ok=True)
     todo = jobs(args)
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         trained = {r["name"]: r for r in pool.map(lambda j: train(j, args), todo)}
