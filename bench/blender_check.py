@@ -9,8 +9,8 @@ Writes OUT_PREFIX_whole.png and OUT_PREFIX_cut.png (Cycles on the CPU, 16 sample
 """
 import sys
 
-import bmesh
-import bpy
+import bpy  # first: importing bpy is what makes bmesh and mathutils importable
+import bmesh  # noqa: E402  isort: skip
 from mathutils import Vector
 glb, out = sys.argv[1], sys.argv[2]
 bpy.ops.wm.read_factory_settings(use_empty=True)
