@@ -20,6 +20,7 @@ class GuidanceConfig:
     spec: str = "sd"
     model: str = DEFAULT_SD_MODEL
     guidance_scale: float = 100.0
+    noise_samples: int = 1  # (t, noise) draws per render whose SDS gradients are averaged: one render, less variance
     t_min: float = 0.02
     t_max: float = 0.98
     t_max_end: float | None = None  # anneal t_max linearly to this value over training (None: no annealing)

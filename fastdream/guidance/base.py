@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Guidance", "SDSOutput", "ViewContext", "ddpm_alphas_cumprod"]
+__all__ = ["Guidance", "SDSOutput", "ViewContext", "ddpm_alphas_cumprod", "repeat_for_draws", "mean_over_draws"]
 
 
 @dataclass
@@ -48,6 +48,22 @@ def ddpm_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: float = 0.0
     return torch.cumprod(1.0 - betas, 0).float()
 
 
+def repeat_for_draws(x: torch.Tensor, draws: int) -> torch.Tensor:
+    """[B, ...] -> [draws * B, ...], draw-major: one copy of the batch per (timestep, noise) draw."""
+    return x if draws == 1 else x.repeat(draws, *([1] * (x.dim() - 1)))
+
+
+def mean_over_draws(grad: torch.Tensor, draws: int) -> torch.Tensor:
+    """[draws * B, ...] -> [B, ...]: the mean SDS gradient of each image over its draws."""
+    return grad if draws == 1 else grad.reshape(draws, -1, *grad.shape[1:]).mean(0)
+
+
+def check_noise_samples(noise_samples) -> int:
+    if isinstance(noise_samples, bool) or not isinstance(noise_samples, int) or noise_samples < 1:
+        raise ValueError(f"noise_samples must be an integer >= 1, got {noise_samples!r}")
+    return noise_samples
+
+
 class Guidance(abc.ABC):
     """Scores images for Score Distillation Sampling.
 
@@ -67,8 +83,10 @@ class Guidance(abc.ABC):
 
     @abc.abstractmethod
     def sds(self, images: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, *, guidance_scale: float,
-            t_range: tuple[float, float], generator: torch.Generator | None = None) -> SDSOutput:
-        """One SDS evaluation of images [B,3,H,W] in [0,1] (requiring grad)."""
+            t_range: tuple[float, float], generator: torch.Generator | None = None,
+            noise_samples: int = 1) -> SDSOutput:
+        """One SDS evaluation of images [B,3,H,W] in [0,1] (requiring grad). noise_samples: (timestep, noise)
+        draws per image whose gradients are averaged: one render, a lower-variance update."""
 
     def set_view(self, view: ViewContext) -> None:
         """Called by the trainer before each sds(); guidances that do not need the camera ignore it."""

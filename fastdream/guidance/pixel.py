@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fastdream.guidance.base import Guidance, SDSOutput
+from fastdream.guidance.base import Guidance, SDSOutput, check_noise_samples, mean_over_draws, repeat_for_draws
 
 __all__ = ["PixelDiffusionGuidance", "FAST_PRESET"]
 
@@ -32,10 +32,16 @@ SPARSITY_WEIGHT = 100.0
 #   the true faces); at 7.5 they are nearly flat (18.5%), at 5 no better (21.2%). Same runs, bench/results/
 #   2026-12-02-cpu-builtin-recipe.md.
 GUIDANCE_SCALE = 7.5
+# - guidance.noise_samples 4: seed 0 at 7.5 was lucky; seeds 1 and 2 gave 45-49% off. Started from an exact cube, the
+#   recipe drifts it to 29% off, and to 4% at a tenth of the learning rate: the surface random-walks under the noise
+#   of single-draw SDS, and the prior at 32x32 pulls it back too weakly to undo it. Averaging 4 (t, noise) draws per
+#   render took seeds 1 and 2 to 23% and 15% (16 draws: no better than 4) for ~2x the step time on a CPU.
+NOISE_SAMPLES = 4
 FAST_PRESET = {
     "train.iters": 600, "render.width": 32, "render.height": 32, "render.grid_resolution": 32,
-    "render.render_step_size": 0.03, "guidance.guidance_scale": GUIDANCE_SCALE, "shading.albedo_prob": 0.5,
-    "shading.lambertian_prob": 0.5, "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2,
+    "render.render_step_size": 0.03, "guidance.guidance_scale": GUIDANCE_SCALE,
+    "guidance.noise_samples": NOISE_SAMPLES, "shading.albedo_prob": 0.5, "shading.lambertian_prob": 0.5,
+    "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2,
     "train.checkpoint_every": 200, "train.preview_every": 200, "train.eval_every": 200, "train.log_every": 10,
     "background.kind": "white", "loss.sparsity": SPARSITY_WEIGHT,
     "field.options": {"log2_hashmap_size": 14, "n_levels": 8, "finest_resolution": 256, "hidden_dim": 32,
@@ -137,12 +143,15 @@ class PixelDiffusionGuidance(Guidance):
         return e_u + guidance_scale * (e_c - e_u)
 
     def sds(self, images: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, *, guidance_scale: float = 20.0,
-            t_range: tuple[float, float] = (0.02, 0.98), generator: torch.Generator | None = None) -> SDSOutput:
-        """SDS loss whose gradient w.r.t. the model-space pixels is exactly w(t)·(ε̂ − ε), w(t) = 1 − ᾱ_t.
+            t_range: tuple[float, float] = (0.02, 0.98), generator: torch.Generator | None = None,
+            noise_samples: int = 1) -> SDSOutput:
+        """SDS loss whose gradient w.r.t. the model-space pixels is exactly w(t)·(ε̂ − ε), w(t) = 1 − ᾱ_t, averaged
+        over `noise_samples` draws of (t, ε) per image.
 
         images [B,3,H,W] in [0,1]; cond [B or 1,L,D]; uncond [1 or B,L,D]. Random draws use `generator` (on the
         CPU or on this guidance's device).
         """
+        k = check_noise_samples(noise_samples)
         if not prompts_ok(cond, uncond):
             raise ValueError(f"cond [P,L,D] and uncond [1,L,D] must be 3-D with matching L and D, got "
                              f"{tuple(cond.shape)} and {tuple(uncond.shape)}")
@@ -152,16 +161,18 @@ class PixelDiffusionGuidance(Guidance):
         if cond.shape[0] not in (1, images.shape[0]):
             raise ValueError(f"cond must have batch 1 or {images.shape[0]}, got {cond.shape[0]}")
         x = self.to_model_input(images.to(self.device))
-        b = x.shape[0]
+        xs = repeat_for_draws(x.detach().float(), k)
+        b = xs.shape[0]
         t_min = int(round(lo * (self.num_train_timesteps - 1)))
         t_max = max(t_min, int(round(hi * (self.num_train_timesteps - 1))))
         gdev = generator.device if generator is not None else self.device
         t = torch.randint(t_min, t_max + 1, (b,), generator=generator, device=gdev).to(self.device)
-        noise = torch.randn(x.shape, generator=generator, device=gdev, dtype=torch.float32).to(self.device)
+        noise = torch.randn(xs.shape, generator=generator, device=gdev, dtype=torch.float32).to(self.device)
         a = self.alphas_cumprod[t][:, None, None, None]
-        x_t = a.sqrt() * x.detach().float() + (1 - a).sqrt() * noise
+        x_t = a.sqrt() * xs + (1 - a).sqrt() * noise
+        cond = cond if cond.shape[0] == 1 else repeat_for_draws(cond, k)
         eps_hat = self.predict_noise(x_t, t, cond.to(self.device), uncond.to(self.device), guidance_scale)
-        grad = torch.nan_to_num((1 - a) * (eps_hat - noise))
+        grad = mean_over_draws(torch.nan_to_num((1 - a) * (eps_hat - noise)), k)
         out = SDSOutput(loss=self.sds_loss(x, grad), t=t, grad_norm=grad.norm().detach())
         if hasattr(out, "extras"):
             out.extras.update(model_input=x.detach(), noise=noise, noise_pred=eps_hat)

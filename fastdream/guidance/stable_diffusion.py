@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from fastdream.errors import UserError
 from fastdream.guidance import pixel
-from fastdream.guidance.base import Guidance, SDSOutput
+from fastdream.guidance.base import Guidance, SDSOutput, check_noise_samples, mean_over_draws, repeat_for_draws
 from fastdream.guidance.encoders import DEFAULT_TINY_ENCODER, KLEncoder, TinyEncoder
 from fastdream.guidance.graphs import GraphedCall
 from fastdream.guidance.hub import LoadFailed, load_attempts, load_first, load_tiny_encoder, resolve_source
@@ -212,25 +212,29 @@ class StableDiffusionGuidance(Guidance):
         return eps_u + guidance_scale * (eps_c - eps_u)
 
     def sds(self, images, cond, uncond, *, guidance_scale: float = 100.0, t_range=(0.02, 0.98), generator=None,
-            as_latent: bool = False) -> SDSOutput:
+            as_latent: bool = False, noise_samples: int = 1) -> SDSOutput:
         """SDS step. images [B,3,H,W] in [0,1]; as_latent: images are [B,4,H,W] ([rgb, opacity]) used directly as
-        latents after resizing (latent warm-up, no VAE)."""
-        B = images.shape[0]
+        latents after resizing (latent warm-up, no VAE); noise_samples: (t, ε) draws per image, gradients averaged
+        (one VAE encode, noise_samples UNet evaluations)."""
+        k = check_noise_samples(noise_samples)
         if as_latent:
             latents = F.interpolate(images.float(), (self.latent_size, self.latent_size), mode="bilinear",
                                     align_corners=False) * 2.0 - 1.0
         else:
             latents = self.encode_images(images, generator)
             _mark(self.phase_clock, "vae_encode")
+        draws = repeat_for_draws(latents.detach().float(), k)
+        B = draws.shape[0]
         t = self.sample_timesteps(B, t_range, self.device, generator)
-        noise = _randn(latents.shape, generator, self.device).float()
+        noise = _randn(draws.shape, generator, self.device).float()
         abar = self.alphas_cumprod[t].view(B, 1, 1, 1)
         with torch.no_grad():
-            x_t = abar.sqrt() * latents.detach().float() + (1 - abar).sqrt() * noise
+            x_t = abar.sqrt() * draws + (1 - abar).sqrt() * noise
+            cond = cond if cond.shape[0] == 1 else repeat_for_draws(cond, k)
             noise_pred = self.predict_noise(x_t, t, cond, uncond, guidance_scale)
             # nan_to_num as both references do: a NaN from the fp16/bf16 UNet must not poison the field; NaN in the
             # renders themselves still reaches the trainer's guard through the loss
-            grad = torch.nan_to_num((1 - abar) * (noise_pred - noise))
+            grad = mean_over_draws(torch.nan_to_num((1 - abar) * (noise_pred - noise)), k)
         loss = self.sds_loss(latents, grad)
         _mark(self.phase_clock, "unet")
         return SDSOutput(loss=loss, t=t, grad_norm=grad.norm(),

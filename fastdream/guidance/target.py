@@ -11,7 +11,8 @@ import torch
 from fastdream import procedural
 from fastdream.cameras import get_rays
 from fastdream.errors import UserError
-from fastdream.guidance.base import Guidance, SDSOutput, ViewContext, ddpm_alphas_cumprod
+from fastdream.guidance.base import (Guidance, SDSOutput, ViewContext, check_noise_samples,
+                                     ddpm_alphas_cumprod)
 
 __all__ = ["TARGETS", "target_scene", "TargetGuidance", "FAST_PRESET"]
 
@@ -102,9 +103,12 @@ class TargetGuidance(Guidance):
         return torch.stack(out)
 
     def sds(self, images, cond, uncond, *, guidance_scale: float = 1.0, t_range=(0.02, 0.98), generator=None,
-            target: torch.Tensor | None = None) -> SDSOutput:
+            target: torch.Tensor | None = None, noise_samples: int = 1) -> SDSOutput:
         """SDS with the oracle. images [B,3,H,W] in [0,1]; `target` overrides the render of the current view."""
-        del cond, uncond, guidance_scale  # the oracle's prediction is exact: no text, no CFG
+        # the oracle's prediction is exact: no text, no CFG, and ε cancels out of ε̂ − ε, so extra draws would only
+        # average over t
+        del cond, uncond, guidance_scale
+        check_noise_samples(noise_samples)
         if target is None:
             if self._view is None:
                 raise RuntimeError("TargetGuidance.sds needs the camera: call set_view() first (the trainer does)")

@@ -87,7 +87,8 @@ def sds_losses(guidance, batch: RenderedBatch, prompts: dict, cfg, *, t_range: t
                                   ambient_ratio=batch.ambient, background=batch.background.detach().float()))
     kwargs = {"as_latent": True} if latent else {}
     out = guidance.sds(images, _conditioning(prompts, batch, cfg.guidance), prompts["uncond"],
-                       guidance_scale=cfg.guidance.guidance_scale, t_range=t_range, generator=generator, **kwargs)
+                       guidance_scale=cfg.guidance.guidance_scale, t_range=t_range, generator=generator,
+                       noise_samples=cfg.guidance.noise_samples, **kwargs)
     total, losses = total_loss(out.loss, batch, cfg.loss)
     losses["grad_norm"] = out.grad_norm.float()
     losses["opacity_mean"] = batch.opacity.detach().mean()  # a frame-filling fog shows here first

@@ -53,6 +53,8 @@ def test_oracle_fast_preset_is_small():
     ("guidance.tiny_encoder=", "guidance.tiny_encoder", "AutoencoderTiny"),
     ("train.cuda_graphs=maybe", "train.cuda_graphs", "true or false"),
     ("optim.fused=1", "optim.fused", "true or false"),
+    ("guidance.noise_samples=0", "guidance.noise_samples", "[1, 256]"),
+    ("guidance.noise_samples=2.5", "guidance.noise_samples", "integer"),
 ])
 def test_validation_names_field_and_range(override, field, allowed):
     with pytest.raises(UserError) as e:

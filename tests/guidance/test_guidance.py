@@ -64,6 +64,33 @@ def test_sds_gradient_on_latents_is_w_times_eps_difference(sd):
     assert images.grad is not None and float(images.grad.abs().sum()) > 0  # flows through the VAE encoder
 
 
+def test_sds_noise_samples_average_independent_latent_draws(sd):
+    e = sd.encode_prompts(["the cat", "of the dog"])
+    images = torch.rand(2, 3, 16, 16, requires_grad=True)
+    k, s = 2, 7.5
+    out = sd.sds(images, e["cond"], e["uncond"], guidance_scale=s, t_range=(0.02, 0.98),
+                 generator=torch.Generator().manual_seed(3), noise_samples=k)
+    lat = out.extras["latents"]
+    lat.retain_grad()
+    out.loss.backward()
+    t, noise = out.t, out.extras["noise"]
+    assert t.shape == (k * 2,) and noise.shape == (k * 2, *lat.shape[1:]) and lat.shape[0] == 2  # one VAE encode
+    per_draw = []
+    with torch.no_grad():
+        for j in range(k):
+            tj, nj = t[2 * j:2 * j + 2], noise[2 * j:2 * j + 2]
+            abar = sd.alphas_cumprod[tj].view(-1, 1, 1, 1)
+            x_t = abar.sqrt() * lat.detach() + (1 - abar).sqrt() * nj
+            eps_u = sd.unet(x_t, tj, encoder_hidden_states=e["uncond"].expand(2, -1, -1)).sample
+            eps_c = sd.unet(x_t, tj, encoder_hidden_states=e["cond"]).sample
+            per_draw.append((1 - abar) * (eps_u + s * (eps_c - eps_u) - nj))
+    expected = torch.stack(per_draw).mean(0)
+    torch.testing.assert_close(lat.grad, expected / 2, atol=1e-5, rtol=1e-4)
+    assert float((per_draw[0] - per_draw[1]).abs().max()) > 1e-3  # two different draws, really averaged
+    with pytest.raises(ValueError, match="noise_samples"):
+        sd.sds(images, e["cond"], e["uncond"], guidance_scale=s, noise_samples=0)
+
+
 def test_sds_reproducible_with_generator_and_t_range(sd):
     e = sd.encode_prompts(["a"])
     img = torch.rand(1, 3, 16, 16)

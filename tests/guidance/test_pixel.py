@@ -48,6 +48,46 @@ def test_sds_gradient_identity():
     assert not out.grad_norm.requires_grad
 
 
+def test_noise_samples_average_the_gradients_of_independent_draws():
+    g = _tiny_guidance()
+    prompts = ["a red cube, side view", "a blue sphere"]
+    emb = g.encode_prompts(prompts)
+    images = torch.rand(2, 3, 8, 8, requires_grad=True)
+    k = 3
+    out = g.sds(images, emb["cond"], emb["uncond"], guidance_scale=7.5, t_range=(0.1, 0.9),
+                generator=torch.Generator().manual_seed(11), noise_samples=k)
+    out.loss.backward()
+    # the draws: k copies of the batch, draw-major, each with its own t and noise; every draw scored on its own
+    gen = torch.Generator().manual_seed(11)
+    t = torch.randint(100, 899 + 1, (k * 2,), generator=gen)
+    noise = torch.randn(k * 2, 3, 8, 8, generator=gen)
+    assert torch.equal(out.t, t) and len(set(t.tolist())) > 1
+    x = images.detach() * 2 - 1
+    uncond = g.text_encoder(input_ids=g.tokenizer([""])).last_hidden_state
+    cond = g.text_encoder(input_ids=g.tokenizer(prompts)).last_hidden_state
+    per_draw = []
+    for j in range(k):
+        tj, nj = t[2 * j:2 * j + 2], noise[2 * j:2 * j + 2]
+        a = g.alphas_cumprod[tj][:, None, None, None]
+        x_t = a.sqrt() * x + (1 - a).sqrt() * nj
+        e_u = g.unet(x_t, tj, encoder_hidden_states=uncond.expand(2, -1, -1)).sample
+        e_c = g.unet(x_t, tj, encoder_hidden_states=cond).sample
+        per_draw.append((1 - a) * (e_u + 7.5 * (e_c - e_u) - nj))
+    expected = torch.stack(per_draw).mean(0)
+    torch.testing.assert_close(images.grad, 2 * expected / 2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.grad_norm, expected.norm(), atol=1e-5, rtol=1e-4)
+    # and the average is not just one of the draws
+    assert all(float((d - expected).abs().max()) > 1e-4 for d in per_draw)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+def test_noise_samples_must_be_a_positive_integer(bad):
+    g = _tiny_guidance()
+    emb = g.encode_prompts(["a red cube"])
+    with pytest.raises(ValueError, match="noise_samples"):
+        g.sds(torch.rand(1, 3, 8, 8), emb["cond"], emb["uncond"], guidance_scale=5, noise_samples=bad)
+
+
 def test_sds_resizes_to_model_resolution_and_scale_one_is_conditional():
     g = _tiny_guidance()
     emb = g.encode_prompts(["a green cone"])
