@@ -87,6 +87,8 @@ def test_sds_noise_samples_average_independent_latent_draws(sd):
     expected = torch.stack(per_draw).mean(0)
     torch.testing.assert_close(lat.grad, expected / 2, atol=1e-5, rtol=1e-4)
     assert float((per_draw[0] - per_draw[1]).abs().max()) > 1e-3  # two different draws, really averaged
+    one = sd.sds(images[:1], e["cond"][:1], e["uncond"], guidance_scale=s, noise_samples=3)  # the trainer's B = 1
+    assert one.t.shape == (3,) and one.extras["latents"].shape[0] == 1
     with pytest.raises(ValueError, match="noise_samples"):
         sd.sds(images, e["cond"], e["uncond"], guidance_scale=s, noise_samples=0)
 
