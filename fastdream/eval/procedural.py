@@ -114,12 +114,14 @@ def classify_samples(images: torch.Tensor, reference: ReferenceBank, chunk: int 
 def procedural_scores(images: torch.Tensor, c2w: torch.Tensor, fovy_deg, true_shape: str, true_color: str, *,
                       shading: str = "albedo", light_position: torch.Tensor | None = None,
                       background: torch.Tensor | float | None = None, sizes=(0.35, 0.45, 0.55, 0.65),
-                      device="cpu") -> dict:
+                      refine_steps=(0.025, 0.00625), device="cpu") -> dict:
     """Rank every shape × colour candidate against V views of one run with known cameras.
 
     images [V,3,H,W] in [0,1]; c2w [V,4,4]; fovy_deg scalar or [V]; shading "albedo" or "lambertian" (then
     light_position [V,3] or [3]); background: scalar, [3] or [V,3], or None to estimate it from the image borders.
-    Candidate distance = mean over views of the pixel MSE, each candidate shape at its best size in `sizes`.
+    Candidate distance = mean over views of the pixel MSE, each candidate shape at its best size: the best of
+    `sizes`, then, for each step in `refine_steps`, the best of that size +- 1 and 2 steps. Without the refinement an
+    exact render of a sphere of size 0.5 (between the grid's 0.45 and 0.55) ranked "cube" first.
     Returns {"ranking": [(shape, colour, distance)] best first, "rank": 1-based rank of the truth, "pred_shape",
     "pred_color", "true_shape", "true_color"}.
     """
@@ -149,11 +151,23 @@ def procedural_scores(images: torch.Tensor, c2w: torch.Tensor, fovy_deg, true_sh
     dist = torch.empty(len(SHAPES), len(COLOR_NAMES))
     for si, shape in enumerate(SHAPES):
         best = torch.full((len(COLOR_NAMES),), float("inf"))
+        tried: dict[float, float] = {}  # size -> its best distance over colours
+
+        def score(size: float) -> None:
+            alpha, shade = render_geometry(shape, c2w, fovy, light, torch.full((v,), size), h, device=device)
+            errs = torch.stack([(compose(alpha, shade, _PALETTE[ci].expand(v, 3), bg, lambertian) - images)
+                                .square().mean() for ci in range(len(COLOR_NAMES))])
+            best.copy_(torch.minimum(best, errs))
+            tried[size] = float(errs.min())
+
         for size in sizes:
-            alpha, shade = render_geometry(shape, c2w, fovy, light, torch.full((v,), float(size)), h, device=device)
-            for ci in range(len(COLOR_NAMES)):
-                gt = compose(alpha, shade, _PALETTE[ci].expand(v, 3), bg, lambertian)
-                best[ci] = torch.minimum(best[ci], (gt - images).square().mean())
+            score(float(size))
+        for step in refine_steps:
+            centre = min(tried, key=tried.get)
+            for k in (-2, -1, 1, 2):
+                size = round(centre + k * step, 6)
+                if size > 0 and size not in tried:
+                    score(size)
         dist[si] = best
     order = dist.flatten().argsort()
     ranking = [(SHAPES[i // len(COLOR_NAMES)], COLOR_NAMES[i % len(COLOR_NAMES)], float(dist.flatten()[i]))

@@ -32,6 +32,21 @@ def test_procedural_scores_retrieves_the_rendered_prompt():
     assert s == {"n": 3, "r_at_1": 2 / 3, "shape_accuracy": 2 / 3, "color_accuracy": 2 / 3}
 
 
+@pytest.mark.parametrize("kind, size", [("sphere", 0.5), ("cube", 0.4), ("cylinder", 0.4), ("cone", 0.6),
+                                        ("torus", 0.5), ("capsule", 0.6)])
+def test_an_exact_render_between_the_coarse_sizes_ranks_first(kind, size):
+    # an exact render of every shape at a size off the coarse grid (0.35/0.45/0.55/0.65) must name its own prompt:
+    # on the coarse grid alone a sphere of 0.5 ranked "cube" first and a cube of 0.4 "sphere" (64 px, 8 views)
+    c2w = pose_spherical(torch.full((4,), 3.0), torch.full((4,), 30.0), torch.tensor([0.0, 90.0, 180.0, 270.0]))
+    imgs = []
+    for i in range(4):
+        ro, rd = get_rays(c2w[i], 40.0, 32, 32)
+        rgb, _ = render(Scene([Shape(kind, "red", size=size)]), ro.reshape(-1, 3), rd.reshape(-1, 3), background=1.0)
+        imgs.append(rgb.reshape(32, 32, 3).permute(2, 0, 1))
+    r = ev.procedural_scores(torch.stack(imgs), c2w, 40.0, kind, "red", background=1.0)
+    assert r["rank"] == 1, r["ranking"][:3]
+
+
 def test_procedural_scores_bad_inputs():
     images, c2w = _views("cube", "red")
     with pytest.raises(ValueError, match="true prompt"):
