@@ -110,6 +110,32 @@ def classify_samples(images: torch.Tensor, reference: ReferenceBank, chunk: int 
     return torch.cat(shapes), color_idx
 
 
+def _best_over_sizes(shape, images, c2w, fovy, light, bg, lambertian, sizes, refine_steps, device) -> torch.Tensor:
+    """[C] distance of each colour of `shape` at its best size: the best of `sizes`, then for each step in
+    `refine_steps` the best of that size +- 1 and 2 steps."""
+    from fastdream.priors.shapes_data import compose, render_geometry
+    v, h = images.shape[0], images.shape[-1]
+    best = torch.full((len(COLOR_NAMES),), float("inf"))
+    tried: dict[float, float] = {}  # size -> its best distance over colours
+
+    def score(size: float) -> None:
+        alpha, shade = render_geometry(shape, c2w, fovy, light, torch.full((v,), size), h, device=device)
+        errs = torch.stack([(compose(alpha, shade, _PALETTE[ci].expand(v, 3), bg, lambertian) - images)
+                            .square().mean() for ci in range(len(COLOR_NAMES))])
+        best.copy_(torch.minimum(best, errs))
+        tried[size] = float(errs.min())
+
+    for size in sizes:
+        score(float(size))
+    for step in refine_steps:
+        centre = min(tried, key=tried.get)
+        for k in (-2, -1, 1, 2):
+            size = round(centre + k * step, 6)
+            if size > 0 and size not in tried:
+                score(size)
+    return best
+
+
 @torch.no_grad()
 def procedural_scores(images: torch.Tensor, c2w: torch.Tensor, fovy_deg, true_shape: str, true_color: str, *,
                       shading: str = "albedo", light_position: torch.Tensor | None = None,
@@ -125,7 +151,6 @@ def procedural_scores(images: torch.Tensor, c2w: torch.Tensor, fovy_deg, true_sh
     Returns {"ranking": [(shape, colour, distance)] best first, "rank": 1-based rank of the truth, "pred_shape",
     "pred_color", "true_shape", "true_color"}.
     """
-    from fastdream.priors.shapes_data import compose, render_geometry
     if true_shape not in SHAPES or true_color not in COLORS:
         raise ValueError(f"unknown true prompt {true_color!r} {true_shape!r}")
     if shading not in ("albedo", "lambertian"):
@@ -150,25 +175,7 @@ def procedural_scores(images: torch.Tensor, c2w: torch.Tensor, fovy_deg, true_sh
     lambertian = torch.full((v,), shading == "lambertian")
     dist = torch.empty(len(SHAPES), len(COLOR_NAMES))
     for si, shape in enumerate(SHAPES):
-        best = torch.full((len(COLOR_NAMES),), float("inf"))
-        tried: dict[float, float] = {}  # size -> its best distance over colours
-
-        def score(size: float) -> None:
-            alpha, shade = render_geometry(shape, c2w, fovy, light, torch.full((v,), size), h, device=device)
-            errs = torch.stack([(compose(alpha, shade, _PALETTE[ci].expand(v, 3), bg, lambertian) - images)
-                                .square().mean() for ci in range(len(COLOR_NAMES))])
-            best.copy_(torch.minimum(best, errs))
-            tried[size] = float(errs.min())
-
-        for size in sizes:
-            score(float(size))
-        for step in refine_steps:
-            centre = min(tried, key=tried.get)
-            for k in (-2, -1, 1, 2):
-                size = round(centre + k * step, 6)
-                if size > 0 and size not in tried:
-                    score(size)
-        dist[si] = best
+        dist[si] = _best_over_sizes(shape, images, c2w, fovy, light, bg, lambertian, sizes, refine_steps, device)
     order = dist.flatten().argsort()
     ranking = [(SHAPES[i // len(COLOR_NAMES)], COLOR_NAMES[i % len(COLOR_NAMES)], float(dist.flatten()[i]))
                for i in order.tolist()]
