@@ -59,6 +59,7 @@ def mean_over_draws(grad: torch.Tensor, draws: int) -> torch.Tensor:
 
 
 def check_noise_samples(noise_samples) -> int:
+    """noise_samples itself when it is an int >= 1 (bool excluded); else ValueError naming it."""
     if isinstance(noise_samples, bool) or not isinstance(noise_samples, int) or noise_samples < 1:
         raise ValueError(f"noise_samples must be an integer >= 1, got {noise_samples!r}")
     return noise_samples

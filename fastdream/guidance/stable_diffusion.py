@@ -231,8 +231,7 @@ class StableDiffusionGuidance(Guidance):
         abar = self.alphas_cumprod[t].view(B, 1, 1, 1)
         with torch.no_grad():
             x_t = abar.sqrt() * draws + (1 - abar).sqrt() * noise
-            # predict_noise wants one cond row per UNet input: the trainer's B rows repeated per draw (or one row)
-            cond = cond.expand(B, *cond.shape[1:]) if cond.shape[0] == 1 else repeat_for_draws(cond, k)
+            cond = repeat_for_draws(cond, k)  # predict_noise takes one cond row per image, as the trainer passes
             noise_pred = self.predict_noise(x_t, t, cond, uncond, guidance_scale)
             # nan_to_num as both references do: a NaN from the fp16/bf16 UNet must not poison the field; NaN in the
             # renders themselves still reaches the trainer's guard through the loss
