@@ -3,12 +3,18 @@ with `--preset fast` on the CPU through `fastdream generate` (the path users run
 `fastdream eval --procedural` (Chamfer, volume and silhouette IoU, off-surface area, fitted size, watertightness)
 and the Khronos glTF validator.
 
-    python bench/recipe_truth.py --out runs/recipe-truth [--model builtin:shapes] [--jobs 2] [--only builtin|oracle]
-                                 [--colors red,blue] [--shapes cube,...] [--iters N] [--results bench/results]
+    python bench/recipe_truth.py --out runs/recipe-truth [--model builtin:shapes] [--jobs 2]
+                                 [--only builtin|oracle|ceiling] [--colors red,blue] [--shapes cube,...] [--iters N]
+                                 [--results bench/results]
+
+--only ceiling trains each primitive against the exact oracle (`--guidance target:SHAPE`, the same primitive at size
+0.5) under the builtin model's own fast recipe: same cameras, render size, shading, background, regularisers and
+step count, with exact images in place of the prior. What it misses is the recipe's fault; what the builtin rows miss
+beyond it is the prior's.
 
 Runs that finished (their folder holds mesh/model.glb and metrics) are reused, so an interrupted table resumes.
 Writes DIR/eval.json, and bench/results/<date>-cpu-recipe-truth[-<model>].{json,md} with the command, commit and
-machine. --jobs N trains N runs at once with one thread each.
+machine. --jobs N trains N runs at once, each with cores / N threads (--threads sets it).
 """
 from __future__ import annotations
 
@@ -32,9 +38,33 @@ from fastdream.procedural import PRIMITIVES  # noqa: E402
 ORACLES = (("a ball", "sphere"), ("a snowman", "snowman"), ("a rocket", "rocket"))
 
 
+def _flat(overrides: dict) -> list[str]:
+    return [f"{key}.{sub}" for key, value in overrides.items() if isinstance(value, dict) for sub in value] + \
+        [key for key, value in overrides.items() if not isinstance(value, dict)]
+
+
+def recipe_overrides(model: str, oracle: str = "target:cube") -> list[str]:
+    """`key=value` arguments of `fastdream generate` that give an oracle run `model`'s resolved fast recipe: every key
+    either guidance's recipe sets, at the value it has in `model`'s config."""
+    from fastdream.config import make_config, to_dict
+    from fastdream.guidance.kinds import recipe
+    config = to_dict(make_config("fast", **{"guidance.spec": model}))
+    out = []
+    for key in sorted(set(_flat(recipe(None, model, "fast"))) | set(_flat(recipe(oracle, None, "fast")))):
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        out.append(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+    return out
+
+
 def jobs(args) -> list[tuple[str, str, list[str]]]:
     """(folder name, prompt, generate arguments) for each run of the table."""
     out = []
+    if args.only == "ceiling":
+        for shape in args.shapes.split(","):
+            overrides = [o for o in recipe_overrides(args.model) if not (args.iters and o.startswith("train.iters="))]
+            out.append((f"ceiling-{shape}", f"a {shape}", ["--guidance", f"target:{shape}", *overrides]))
     if args.only in (None, "builtin"):
         for shape in args.shapes.split(","):
             for color in args.colors.split(","):
@@ -53,16 +83,19 @@ def train(job, args) -> dict:
     """Run `fastdream generate` for one job (unless finished); {name, prompt, command, seconds, rc}."""
     name, prompt, extra = job
     run = Path(args.out) / name
-    cmd = ["fastdream", "generate", prompt, *extra, "--preset", "fast", "--device", "cpu", "--seed", str(args.seed),
-           "--out", str(run), *(["--iters", str(args.iters)] if args.iters else [])]
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]  # key=value items go last
+    flags = [a for a in extra if a not in overrides]
+    cmd = ["fastdream", "generate", prompt, *flags, "--preset", "fast", "--device", "cpu", "--seed", str(args.seed),
+           "--out", str(run), *(["--iters", str(args.iters)] if args.iters else []), *overrides]
     row = {"name": name, "prompt": prompt, "command": shlex.join(cmd)}
     if _finished(run):
         timing = Path(args.out) / f"{name}.seconds"  # written when it trained, so a resumed table keeps its time
         seconds = float(timing.read_text()) if timing.is_file() else None
         return {**row, "seconds": seconds, "rc": 0, "reused": True}
     env = dict(os.environ)
-    if args.jobs > 1:  # N single-threaded runs beat N runs fighting over the cores
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # N runs at once share the cores; two tables side by side need --threads 1, or each oversubscribes the machine
+    threads = str(args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs)))
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     start = time.monotonic()
     with open(Path(args.out) / f"{name}.log", "w") as log:
         rc = subprocess.run(cmd + (["--resume"] if (run / "checkpoints" / "last.pt").is_file() else []),
@@ -102,7 +135,8 @@ def table_rows(report: dict, trained: dict) -> list[dict]:
                      "chamfer_mesh_to_truth_pct": t.get("chamfer_mesh_to_truth_pct"),
                      "chamfer_truth_to_mesh_pct": t.get("chamfer_truth_to_mesh_pct"),
                      "volume_iou": t.get("volume_iou"), "silhouette_iou": t.get("silhouette_iou"),
-                     "off_surface": t.get("off_surface"), "watertight": v.get("watertight"),
+                     "off_surface": t.get("off_surface"), "off_surface_by_height": t.get("off_surface_by_height"),
+                     "watertight": v.get("watertight"),
                      "components": v.get("components"), "rank": r.get("rank"), "predicted": r.get("predicted"),
                      "passed": t.get("passed"), "failures": t.get("failures"),
                      "gltf_errors": gltf_errors(Path(r["run_dir"]) / "mesh" / "model.glb"),
@@ -119,15 +153,19 @@ def markdown(meta: dict, rows: list[dict]) -> str:
              f"Command: `{meta['command']}` at commit {meta['commit']}. Each run: `{rows[0]['command'] if rows else ''}`"
              " (the prompt and guidance vary). Scored by `fastdream eval RUNS --procedural`; bars: builtin runs "
              "size within the prior's range ±25%, Chamfer ≤ 2.5% of the box diagonal, silhouette IoU ≥ 0.8, "
-             "off-surface ≤ 5%, watertight; oracle runs Chamfer ≤ 1%, off-surface ≤ 2%, watertight, one component.",
-             "", "| run | size | chamfer % (mesh→truth / truth→mesh) | vol IoU | sil IoU | off-surface % | watertight | "
-             "parts | glTF errors | R@1 rank | passed | train s |", "|" + "---|" * 12]
+             "off-surface ≤ 5%, watertight; oracle runs (ceiling rows too) Chamfer ≤ 1%, off-surface ≤ 2%, "
+             "watertight, one component.",
+             "", "| run | size | chamfer % (mesh→truth / truth→mesh) | vol IoU | sil IoU | off-surface % | "
+             "of which bottom / middle / top | watertight | parts | glTF errors | R@1 rank | passed | train s |",
+             "|" + "---|" * 13]
     for r in rows:
         fit = (r.get("fit") or {}).get("fitted_size")
         cham = (f"{_fmt(r['chamfer_mesh_to_truth_pct'], '.2f')} / {_fmt(r['chamfer_truth_to_mesh_pct'], '.2f')}")
         off = None if r["off_surface"] is None else 100 * r["off_surface"]
+        bands = r.get("off_surface_by_height")
+        split = " / ".join(f"{100 * bands[k]:.1f}" for k in ("bottom", "middle", "top")) if bands else "—"
         lines.append(f"| {r['name']} | {_fmt(fit, '.2f')} | {cham} | {_fmt(r['volume_iou'], '.3f')} | "
-                     f"{_fmt(r['silhouette_iou'], '.3f')} | {_fmt(off, '.1f')} | {r['watertight']} | "
+                     f"{_fmt(r['silhouette_iou'], '.3f')} | {_fmt(off, '.1f')} | {split} | {r['watertight']} | "
                      f"{r['components']} | {r['gltf_errors']} | {r['rank']} | {'yes' if r['passed'] else 'NO'} | "
                      f"{_fmt(r['train_seconds'], '.0f')} |")
     failing = [r for r in rows if not r["passed"]]
@@ -141,11 +179,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="folder for the runs")
     p.add_argument("--model", default="builtin:shapes", help="the builtin prior of the builtin rows")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--only", choices=("builtin", "oracle"))
+    p.add_argument("--only", choices=("builtin", "oracle", "ceiling"))
     p.add_argument("--shapes", default=",".join(PRIMITIVES))
     p.add_argument("--colors", default="red,blue")
     p.add_argument("--iters", type=int, default=None, help="override the fast preset's step count")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
     p.add_argument("--results", default=str(REPO_ROOT / "bench" / "results"))
     args = p.parse_args(argv)
     # the commit that trains the runs (HEAD may move while they run)
@@ -164,7 +203,8 @@ def main(argv=None) -> int:
     for name in (n for n, r in trained.items() if r["rc"] != 0):
         rows.append({"name": name, "passed": False, "failures": [f"generate exited {trained[name]['rc']}"],
                      **{k: None for k in ("fit", "chamfer_mesh_to_truth_pct", "chamfer_truth_to_mesh_pct",
-                                          "volume_iou", "silhouette_iou", "off_surface", "watertight", "components",
+                                          "volume_iou", "silhouette_iou", "off_surface", "off_surface_by_height",
+                                          "watertight", "components",
                                           "rank", "gltf_errors", "train_seconds")}, "command": trained[name]["command"]})
     for r in rows:
         r.setdefault("command", (trained.get(r["name"]) or {}).get("command"))

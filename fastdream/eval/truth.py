@@ -14,8 +14,8 @@ import torch
 
 __all__ = ["SdfFn", "CHAMFER_SAMPLES", "TRUTH_MC_RESOLUTION", "PROJECTION_STEPS", "VOLUME_RESOLUTION",
            "SILHOUETTE_THRESHOLD", "OFF_SURFACE_TOL", "box_diagonal", "sample_mesh_surface", "sample_sdf_surface",
-           "project_to_surface", "nearest_distances", "chamfer_percent", "off_surface_fraction", "inside_mesh",
-           "volume_iou", "silhouette_iou", "mesh_validity", "weld"]
+           "project_to_surface", "nearest_distances", "chamfer_percent", "off_surface_fraction",
+           "off_surface_by_height", "inside_mesh", "volume_iou", "silhouette_iou", "mesh_validity", "weld"]
 
 SdfFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -26,6 +26,7 @@ PROJECTION_STEPS = 4  # Newton steps x -= f(x) grad f / |grad f|^2: exact SDFs c
 VOLUME_RESOLUTION = 128  # voxel centres per axis of the box for volume IoU
 SILHOUETTE_THRESHOLD = 0.5  # rendered opacity above which a pixel is foreground (the median ray termination)
 OFF_SURFACE_TOL = 0.05  # world units per unit box half-size: mesh area farther than this from the truth is "off"
+HEIGHT_BAND = 0.2  # off_surface_by_height: the lowest and highest fifth of the truth's height are "bottom" / "top"
 _CHUNK = 1 << 18  # SDF evaluations per call, bounds memory
 
 
@@ -114,6 +115,20 @@ def off_surface_fraction(mesh_points: np.ndarray, truth_points: np.ndarray, tol:
     if len(mesh_points) == 0:
         return 1.0
     return float((nearest_distances(mesh_points, truth_points) > tol).mean())
+
+
+def off_surface_by_height(mesh_points: np.ndarray, off: np.ndarray, truth_points: np.ndarray,
+                          band: float = HEIGHT_BAND) -> dict[str, float]:
+    """Where the off-surface area lies: {"bottom", "middle", "top"} fractions of the whole mesh's area whose samples are
+    off (boolean `off` per mesh point) and lie in the lowest / middle / highest part of the truth's height (the
+    outer `band` of it, and anything beyond). The bottom is what the training cameras (elevation >= -10) never see."""
+    if len(mesh_points) == 0:
+        return {"bottom": 0.0, "middle": 0.0, "top": 0.0}
+    lo, hi = float(truth_points[:, 2].min()), float(truth_points[:, 2].max())
+    z = (mesh_points[:, 2] - lo) / max(hi - lo, 1e-9)
+    bottom, top = z < band, z > 1.0 - band
+    return {"bottom": float((off & bottom).mean()), "middle": float((off & ~bottom & ~top).mean()),
+            "top": float((off & top).mean())}
 
 
 def _axis_crossings(vertices: np.ndarray, faces: np.ndarray, axis: int, lo, sp, res: int) -> np.ndarray:

@@ -104,6 +104,7 @@ def measure(vertices, faces, truth: Truth, aabb, mesh_points: np.ndarray, rng: n
             "volume_iou": tm.volume_iou(vertices, faces, truth.sdf, aabb),
             "silhouette_iou": sil, "silhouette_iou_per_view": per_view,
             "off_surface": float((to_truth > tol).mean()), "off_surface_tol": tol,
+            "off_surface_by_height": tm.off_surface_by_height(mesh_points, to_truth > tol, truth_points),
             "validity": tm.mesh_validity(vertices, faces)}
 
 

@@ -116,6 +116,34 @@ def test_off_surface_fraction_of_an_internal_shell_is_its_area_share():
     assert valid["watertight"] and valid["components"] == 2  # closed, but two shells
 
 
+@pytest.mark.parametrize("where", ["bottom", "top"])
+def test_off_surface_by_height_puts_a_bulge_in_its_band(where):
+    """A cube with a pyramid grown under (or over) one face: all of its off area is in that band, and the bands add
+    up to the off-surface fraction."""
+    import trimesh
+
+    rng = np.random.default_rng()
+    half, depth = 0.5, float(rng.uniform(0.12, 0.25))
+    cube = trimesh.creation.box(extents=[2 * half] * 3)
+    sign = -1.0 if where == "bottom" else 1.0
+    apex = np.array([[0.0, 0.0, sign * (half + depth)]])
+    corners = np.array([[x, y, sign * half] for x in (-half, half) for y in (-half, half)])
+    pyramid = trimesh.Trimesh(np.concatenate([corners, apex]), [[0, 1, 4], [1, 3, 4], [3, 2, 4], [2, 0, 4]])
+    v = np.concatenate([cube.vertices, pyramid.vertices])
+    f = np.concatenate([cube.faces, pyramid.faces + len(cube.vertices)])
+    truth = tm.sample_sdf_surface(lambda p: procedural.sdf_primitive("cube", p, half), BOX, tm.CHAMFER_SAMPLES, rng)
+    mesh = tm.sample_mesh_surface(v, f, tm.CHAMFER_SAMPLES, rng)
+    off = tm.nearest_distances(mesh, truth) > 0.05
+    bands = tm.off_surface_by_height(mesh, off, truth)
+    assert off.mean() > 0.05  # the pyramid's faces are mostly more than 0.05 from the cube
+    assert bands[where] == pytest.approx(off.mean(), abs=1e-9)
+    assert sum(bands.values()) == pytest.approx(off.mean(), abs=1e-9)
+    assert bands["middle"] == 0.0
+    exact = tm.sample_mesh_surface(cube.vertices, cube.faces, 5000, rng)
+    assert tm.off_surface_by_height(exact, tm.nearest_distances(exact, truth) > 0.05, truth) == \
+        {"bottom": 0.0, "middle": 0.0, "top": 0.0}
+
+
 def tetra(offset=(0.0, 0.0, 0.0)):
     v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64) + offset
     f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], dtype=np.int64)

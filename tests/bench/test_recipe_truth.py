@@ -1,0 +1,38 @@
+"""bench/recipe_truth.py's ceiling rows: the oracle trained under a builtin model's own fast recipe. Its command must
+resolve to that recipe's config in everything but what scores the renders, or the ceiling measures another recipe."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from fastdream.config import make_config
+
+
+def _args(**kw):
+    base = {"only": "ceiling", "shapes": "cube,torus", "colors": "red", "model": "builtin:shapes", "iters": None}
+    return argparse.Namespace(**{**base, **kw})
+
+
+@pytest.mark.parametrize("model", ["builtin:shapes", "builtin:shapes-sd"])
+def test_ceiling_run_resolves_to_the_builtin_recipe_with_the_oracle_in_place_of_the_prior(model):
+    from bench import recipe_truth
+    todo = recipe_truth.jobs(_args(model=model))
+    assert [name for name, _, _ in todo] == ["ceiling-cube", "ceiling-torus"]
+    name, prompt, extra = todo[0]
+    assert extra[:2] == ["--guidance", "target:cube"]
+    ceiling = make_config("fast", overrides=extra[2:], **{"guidance.spec": "target:cube"})
+    builtin = make_config("fast", **{"guidance.spec": model})
+    assert ceiling.guidance.spec == "target:cube"
+    for part in ("camera", "render", "shading", "loss", "optim", "background", "field", "train"):
+        assert dataclasses.asdict(getattr(ceiling, part)) == dataclasses.asdict(getattr(builtin, part)), part
+    # and the oracle's own fast recipe differs from it, so the overrides are what made them equal
+    oracle = make_config("fast", **{"guidance.spec": "target:cube"})
+    assert dataclasses.asdict(oracle.render) != dataclasses.asdict(builtin.render)
+
+
+def test_ceiling_iters_flag_is_not_overridden_by_the_recipe_step_count():
+    from bench import recipe_truth
+    _, _, extra = recipe_truth.jobs(_args(iters=50))[0]
+    assert not any(a.startswith("train.iters=") for a in extra)
