@@ -23,11 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastdream.cameras import CameraConfig, CameraSampler  # noqa: E402
 from fastdream.guidance.pixel import PixelDiffusionGuidance  # noqa: E402
-from fastdream.guidance.view_prompts import view_indices  # noqa: E402
-from fastdream.priors.shapes_data import compose, render_geometry  # noqa: E402
+from fastdream.priors.shapes_data import caption, compose, render_geometry, view_word  # noqa: E402
 from fastdream.procedural import COLORS, PRIMITIVES  # noqa: E402
 
-VIEW_WORDS = ("front", "side", "back", "overhead")  # the order of fastdream.guidance.view_prompts.view_indices
 BAND = 2  # pixels outside the silhouette's bounding box
 
 
@@ -59,9 +57,10 @@ def border_push(guidance, shape: str, color: str, scale: float, views: int, draw
     rgb = torch.tensor(COLORS[color], dtype=torch.float32)
     lambertian = torch.arange(views) % 2 == 0  # the fast recipe's shading: half lambertian, half flat albedo
     images = compose(alpha, shade, rgb.expand(views, 3), torch.ones(views, 3), lambertian).requires_grad_(True)
-    prompts = guidance.encode_prompts([f"a {color} {shape}, {w} view" for w in VIEW_WORDS])
-    cond = prompts["cond"][view_indices(cams.elevation_deg, cams.azimuth_deg, 60.0, 45.0)]
-    out = guidance.sds(images, cond, prompts["uncond"], guidance_scale=scale, noise_samples=draws,
+    # each view's caption by the trainer's view-word rule, as the prior's data and a training run have it
+    prompts = guidance.encode_prompts([caption(shape, color, w) for w in view_word(cams.elevation_deg,
+                                                                                  cams.azimuth_deg)])
+    out = guidance.sds(images, prompts["cond"], prompts["uncond"], guidance_scale=scale, noise_samples=draws,
                        generator=torch.Generator().manual_seed(seed + 1))
     out.loss.backward()
     # a gradient step moves the pixels along -grad; project it on (object colour - white background)
