@@ -49,9 +49,12 @@ def band_means(push: torch.Tensor, alpha: torch.Tensor) -> dict[str, float]:
     return {k: float(np.mean(v)) if v else float("nan") for k, v in out.items()}
 
 
-def border_push(guidance, shape: str, color: str, scale: float, views: int, draws: int, seed: int = 0) -> dict:
-    """{below, above, beside}: mean push x 1000 of `views` exact renders at size 0.5, `draws` (t, noise) each."""
-    cams = CameraSampler(CameraConfig()).sample(views, torch.Generator().manual_seed(seed))
+def border_push(guidance, shape: str, color: str, scale: float, views: int, draws: int, seed: int = 0,
+                elevation_range: tuple[float, float] | None = None) -> dict:
+    """{below, above, beside}: mean push x 1000 of `views` exact renders at size 0.5, `draws` (t, noise) each, from
+    the training camera distribution (or only its elevations in `elevation_range`)."""
+    camera = CameraConfig() if elevation_range is None else CameraConfig(elevation_range=elevation_range)
+    cams = CameraSampler(camera).sample(views, torch.Generator().manual_seed(seed))
     alpha, shade = render_geometry(shape, cams.c2w, cams.fovy_deg, cams.light_position, torch.full((views,), 0.5),
                                    guidance.resolution)
     rgb = torch.tensor(COLORS[color], dtype=torch.float32)
@@ -77,17 +80,24 @@ def main(argv=None) -> int:
     p.add_argument("--views", type=int, default=48)
     p.add_argument("--draws", type=int, default=12, help="(t, noise) draws per view")
     p.add_argument("--prior", default="shapes")
+    p.add_argument("--elevations", default=None,
+                   help="elevation bands LO:HI,... (degrees) to measure separately; default: the training range")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     guidance = PixelDiffusionGuidance.from_builtin(args.prior)
     rows = []
-    print("| shape | guidance scale | below | above | beside |\n|---|---|---|---|---|")
+    bands = [None] if args.elevations is None else [tuple(float(v) for v in b.split(":"))
+                                                    for b in args.elevations.split(",")]
+    print("| shape | guidance scale | elevations | below | above | beside |\n|---|---|---|---|---|---|")
     for shape in args.shapes.split(","):
         for scale in (float(s) for s in args.scales.split(",")):
-            r = {"shape": shape, "scale": scale, **border_push(guidance, shape, args.color, scale, args.views,
-                                                               args.draws)}
-            rows.append(r)
-            print(f"| {shape} | {scale:g} | {r['below']:+.2f} | {r['above']:+.2f} | {r['beside']:+.2f} |", flush=True)
+            for band in bands:
+                r = {"shape": shape, "scale": scale, "elevations": band,
+                     **border_push(guidance, shape, args.color, scale, args.views, args.draws, elevation_range=band)}
+                rows.append(r)
+                el = "training" if band is None else f"{band[0]:g}..{band[1]:g}"
+                print(f"| {shape} | {scale:g} | {el} | {r['below']:+.2f} | {r['above']:+.2f} | {r['beside']:+.2f} |",
+                      flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2) + "\n")
     return 0
