@@ -6,11 +6,19 @@ Stable Diffusion's layout (with a vae/) is the "sd" kind and loads exactly as an
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fastdream.guidance import pixel, stable_diffusion, target
 
-__all__ = ["KINDS", "kind_of", "recipe", "builtin_folder", "is_sd_folder"]
+__all__ = ["KINDS", "kind_of", "recipe", "builtin_folder", "is_sd_folder", "model_recipe", "MODEL_RECIPE_FILE",
+           "MODEL_RECIPE_KEYS"]
+
+# A model folder may say how its training data was captioned, so a run prompts it the same way: MODEL_RECIPE_FILE
+# holds {"recipe": {key: value}} with keys from MODEL_RECIPE_KEYS. fastdream/priors/train_shapes_sd.py writes it
+# (the elevation above which its data says "overhead view"); SD 2.1's folders have none and keep the defaults.
+MODEL_RECIPE_FILE = "fastdream.json"
+MODEL_RECIPE_KEYS = ("guidance.overhead_elevation", "guidance.front_azimuth_range")
 
 # recipe key -> (the dot-list overrides it adds to every preset, those it adds to the generic fast preset).
 # "sd-small" is an SD model (builtin:NAME or a local folder) whose native image is at most
@@ -58,12 +66,31 @@ def _sd_source(spec: str | None, model: str | None) -> str | None:
     return spec if spec and spec != "sd" else model
 
 
+def model_recipe(source: str | None) -> dict:
+    """The overrides a local model folder declares in MODEL_RECIPE_FILE ({} for a hub id or a folder without one); a
+    one-line UserError for a file that is not {"recipe": {key: value}} with keys from MODEL_RECIPE_KEYS."""
+    from fastdream.errors import UserError
+    if not source or not (Path(source).expanduser() / MODEL_RECIPE_FILE).is_file():
+        return {}
+    path = Path(source).expanduser() / MODEL_RECIPE_FILE
+    try:
+        declared = json.loads(path.read_text()).get("recipe", {})
+    except (OSError, ValueError, AttributeError) as e:
+        raise UserError(f"{path} is not a JSON object with a 'recipe' object ({e})") from None
+    unknown = sorted(set(declared) - set(MODEL_RECIPE_KEYS)) if isinstance(declared, dict) else ["(not an object)"]
+    if unknown:
+        raise UserError(f"{path}: a model may only declare {', '.join(MODEL_RECIPE_KEYS)}, not {', '.join(unknown)}")
+    return dict(declared)
+
+
 def recipe(spec: str | None, model: str | None, preset: str) -> dict:
-    """The overrides the guidance that (spec, model) name adds to `preset`."""
+    """The overrides the guidance that (spec, model) name adds to `preset`: its kind's recipe, then what the model's
+    folder declares (model_recipe)."""
     key = kind_of(spec, model)
+    source = None if key == "target" else _sd_source(spec, model)
     if key == "sd":
-        size = stable_diffusion.native_image_size(_sd_source(spec, model))
+        size = stable_diffusion.native_image_size(source)
         if size is not None and size <= stable_diffusion.SMALL_IMAGE_SIZE:
             key = "sd-small"
     base, fast = KINDS[key]
-    return {**base, **(fast if preset == "fast" else {})}
+    return {**base, **(fast if preset == "fast" else {}), **model_recipe(source)}

@@ -97,8 +97,10 @@ def _render_with_lights(scene, rays_o, rays_d, lights):
 
 
 def build_bank(per_shape: int, resolution: int = 32, seed: int = 0, device="cpu", chunk: int = 256,
-               camera: CameraConfig | None = None, progress: bool = False) -> GeometryBank:
-    """Render `per_shape` random views of every primitive (training camera + light distribution, random size)."""
+               camera: CameraConfig | None = None, progress: bool = False,
+               overhead_elevation: float = 60.0) -> GeometryBank:
+    """Render `per_shape` random views of every primitive (training camera + light distribution, random size);
+    views above `overhead_elevation` degrees are captioned "overhead" (the trainer's guidance.overhead_elevation)."""
     gen = torch.Generator().manual_seed(seed)
     sampler = CameraSampler(camera or CameraConfig())
     alphas, shades, shapes, views = [], [], [], []
@@ -116,7 +118,8 @@ def build_bank(per_shape: int, resolution: int = 32, seed: int = 0, device="cpu"
         alphas.append(a.half())
         shades.append(s.half())
         shapes.append(torch.full((n,), k, dtype=torch.long))
-        views.append(torch.tensor([VIEWS.index(w) for w in view_word(cams.elevation_deg, cams.azimuth_deg)]))
+        words = view_word(cams.elevation_deg, cams.azimuth_deg, overhead_threshold=overhead_elevation)
+        views.append(torch.tensor([VIEWS.index(w) for w in words]))
     return GeometryBank(torch.cat(alphas), torch.cat(shades), torch.cat(shapes), torch.cat(views), resolution)
 
 

@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--per-shape", type=int, default=1000, help="geometry renders per primitive in the data bank")
+    add_overhead_option(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text-dropout", type=float, default=0.1, help="prompt replaced by '' (for CFG)")
     p.add_argument("--freeze-text", action="store_true", help="keep the text encoder frozen at its random init")
@@ -50,6 +51,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_overhead_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overhead-elevation", type=float, default=60.0,
+                   help="data views above this elevation (degrees) are captioned 'overhead view'; the model folder's "
+                        "fastdream.json tells runs to prompt the same way")
+
+
+def write_model_recipe(out: Path, args) -> None:
+    """The model folder's fastdream.json: a run must caption its views as the data were (fastdream.guidance.kinds)."""
+    from fastdream.guidance.kinds import MODEL_RECIPE_FILE
+    recipe = {"guidance.overhead_elevation": args.overhead_elevation, "guidance.front_azimuth_range": 45.0}
+    (Path(out) / MODEL_RECIPE_FILE).write_text(json.dumps({"recipe": recipe}, indent=1) + "\n")
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -58,13 +72,16 @@ def _atomic_save(obj, path: Path) -> None:
 
 def _load_bank(args, state_dir: Path):
     from fastdream.priors import shapes_data
-    path = state_dir / f"bank_r{args.resolution}_n{args.per_shape}_s{args.seed}.pt"
+    overhead = getattr(args, "overhead_elevation", 60.0)
+    tag = "" if overhead == 60.0 else f"_o{overhead:g}"  # the default keeps the name earlier caches have
+    path = state_dir / f"bank_r{args.resolution}_n{args.per_shape}_s{args.seed}{tag}.pt"
     if path.exists():
         d = torch.load(path)
         return shapes_data.GeometryBank(**d)
     t0 = time.time()
     bank = shapes_data.build_bank(args.per_shape, args.resolution, seed=args.seed, device=args.device,
-                                  chunk=512 if args.device != "cpu" else 128, progress=not args.no_progress)
+                                  chunk=512 if args.device != "cpu" else 128, progress=not args.no_progress,
+                                  overhead_elevation=overhead)
     log.info("rendered %d geometry views in %.1fs", len(bank), time.time() - t0)
     _atomic_save(dict(alpha=bank.alpha, shade=bank.shade, shape_idx=bank.shape_idx, view_idx=bank.view_idx,
                       resolution=bank.resolution), path)
@@ -169,6 +186,7 @@ def _train_step(prior, ema, opt, params, bank, args, step: int, dev) -> float:
 def _finish(ema, args, out: Path, state_dir: Path, dev, info: dict) -> dict:
     """Save the EMA weights as the prior, score samples when asked, write train_info.json."""
     ema.save_pretrained(out)
+    write_model_recipe(out, args)
     info.update(freeze_text=args.freeze_text, device=str(dev),
                 device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
     if args.eval_samples:

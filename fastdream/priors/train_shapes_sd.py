@@ -22,8 +22,8 @@ import torch
 
 from fastdream.priors import shapes_data
 from fastdream.priors.latent_model import LatentShapesModel
-from fastdream.priors.train_shapes import (_atomic_save, _load_bank, ema_update, evaluate_samples,
-                                           warmup_cosine_lr)
+from fastdream.priors.train_shapes import (_atomic_save, _load_bank, add_overhead_option, ema_update,
+                                           evaluate_samples, warmup_cosine_lr, write_model_recipe)
 
 log = logging.getLogger("fastdream.priors.train_shapes_sd")
 
@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--per-shape", type=int, default=1000, help="geometry renders per primitive in the data bank")
     p.add_argument("--vae-channels", type=_ints, default=(16, 32, 64), help="AutoencoderKL block_out_channels")
     p.add_argument("--unet-channels", type=_ints, default=(48, 96), help="UNet block_out_channels")
+    add_overhead_option(p)
     p.add_argument("--text-hidden", type=int, default=64, help="CLIP text encoder width")
     p.add_argument("--vae-steps", type=int, default=1500)
     p.add_argument("--vae-batch", type=int, default=32)
@@ -197,7 +198,8 @@ def _run_stage(st: _State, stage: str, steps: int, step_fn, opt, base_lr: float,
 @torch.no_grad()
 def heldout_psnr(model, args) -> dict:
     """VAE reconstruction (posterior mean) PSNR in dB on renders of a bank the training never saw."""
-    bank = shapes_data.build_bank(args.heldout_per_shape, args.resolution, seed=args.seed + 7919)
+    bank = shapes_data.build_bank(args.heldout_per_shape, args.resolution, seed=args.seed + 7919,
+                                  overhead_elevation=args.overhead_elevation)
     images = shapes_data.sample_batch(bank, len(bank), torch.Generator().manual_seed(args.seed + 7919))[0]
     images = images.to(model.alphas_cumprod.device)
     mse = (model.decode(model.encode_images(images, sample=False)) - images).square().flatten(1).mean(1)
@@ -248,6 +250,7 @@ def train(args) -> dict:
                args.lr, ckpt)
     final = st.ema.eval()
     final.save_pretrained(out)
+    write_model_recipe(out, args)
     info = {"parameters": _counts(final), "scaling_factor": final.scaling_factor, "vae_steps": st.vae_steps,
             "unet_steps": st.step, "wall_s": {k: round(v, 1) for k, v in st.elapsed.items()}, "args": vars(args)}
     info = _score(final, args, info)

@@ -57,15 +57,37 @@ def test_small_sd_models_get_the_small_fast_recipe(tmp_path):
     assert stable_diffusion.native_image_size(str(large)) == 128
     assert stable_diffusion.native_image_size(stable_diffusion.DEFAULT_MODEL) is None  # a hub id: not read
     small_fast = {**stable_diffusion.BASE_PRESET, **stable_diffusion.SMALL_FAST_PRESET}
-    assert kinds.recipe("builtin:shapes-sd", None, "fast") == small_fast
-    assert kinds.recipe("sd", "builtin:shapes-sd", "fast") == small_fast
+    shipped = kinds.model_recipe(str(BUILTIN_DIR / "shapes-sd"))  # what the shipped folder declares
+    assert kinds.recipe("builtin:shapes-sd", None, "fast") == {**small_fast, **shipped}
+    assert kinds.recipe("sd", "builtin:shapes-sd", "fast") == {**small_fast, **shipped}
     assert kinds.recipe("sd", str(small), "fast") == small_fast
     assert kinds.recipe(str(small), None, "fast") == small_fast
     sd_fast = {**stable_diffusion.BASE_PRESET, **stable_diffusion.FAST_PRESET}
     assert kinds.recipe("sd", str(large), "fast") == sd_fast
     assert kinds.recipe("sd", stable_diffusion.DEFAULT_MODEL, "fast") == sd_fast
-    assert kinds.recipe("builtin:shapes-sd", None, "default") == stable_diffusion.BASE_PRESET
+    assert kinds.recipe("builtin:shapes-sd", None, "default") == {**stable_diffusion.BASE_PRESET, **shipped}
     assert kinds.recipe("builtin:shapes", None, "fast") == pixel.FAST_PRESET
+
+
+def test_a_model_folder_declares_how_its_data_was_captioned(tmp_path):
+    small = make_tiny_sd(tmp_path / "small", latent_size=8)
+    (small / kinds.MODEL_RECIPE_FILE).write_text('{"recipe": {"guidance.overhead_elevation": 12.5}}')
+    for spec, model in (("sd", str(small)), (str(small), None)):
+        for preset in ("fast", "default"):
+            assert kinds.recipe(spec, model, preset)["guidance.overhead_elevation"] == 12.5
+    cfg = make_config("fast", **{"guidance.spec": "sd", "guidance.model": str(small)})
+    assert cfg.guidance.overhead_elevation == 12.5
+    # the user's own override still wins over the model's declaration
+    cfg = make_config("fast", overrides={"guidance.overhead_elevation": 30.0},
+                      **{"guidance.spec": "sd", "guidance.model": str(small)})
+    assert cfg.guidance.overhead_elevation == 30.0
+    assert kinds.model_recipe(stable_diffusion.DEFAULT_MODEL) == {}  # a hub id declares nothing
+    (small / kinds.MODEL_RECIPE_FILE).write_text('{"recipe": {"loss.sparsity": 0}}')
+    with pytest.raises(UserError, match="may only declare"):
+        kinds.recipe("sd", str(small), "fast")
+    (small / kinds.MODEL_RECIPE_FILE).write_text('not json')
+    with pytest.raises(UserError, match="not a JSON object"):
+        kinds.recipe("sd", str(small), "fast")
 
 
 def test_shapes_sd_fast_config_is_32px_with_sds_init():

@@ -60,3 +60,15 @@ def test_view_word_rule():
     assert sd.view_word([0, 0, 0, 0, 70], [10, 90, 180, -170, 0]) == ["front", "side", "back", "back", "overhead"]
     assert sd.view_word([0, 0, 0, 60], [-44.9, -45, 135, 0]) == ["front", "side", "side", "front"]
     assert sd.caption("cube", "red", "side") == "a red cube, side view"
+
+
+def test_overhead_elevation_relabels_only_the_high_views():
+    # same seed: same cameras and renders; a lower overhead threshold turns the views above it into "overhead"
+    low, high = sd.build_bank(40, 8, seed=2, overhead_elevation=10.0), sd.build_bank(40, 8, seed=2)
+    overhead = sd.VIEWS.index("overhead")
+    assert torch.equal(low.alpha, high.alpha)
+    assert not (high.view_idx == overhead).any()  # the training cameras stop at 45 degrees
+    relabelled = low.view_idx == overhead
+    # elevations are uniform in -10..45: 35/55 of the views lie above 10 degrees
+    assert 0.5 < relabelled.float().mean() < 0.78
+    assert torch.equal(low.view_idx[~relabelled], high.view_idx[~relabelled])

@@ -61,3 +61,18 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(trained, tmp_path, m
     for sub in a:
         for k in a[sub]:
             torch.testing.assert_close(a[sub][k], b[sub][k], rtol=0, atol=0, msg=f"{sub}.{k}")
+
+
+def test_the_folder_declares_its_captions_view_rule(tmp_path):
+    from fastdream.config import make_config
+    from fastdream.guidance import kinds
+    out = tmp_path / "model"
+    assert train_shapes_sd.main(["--out", str(out), *TINY, "--overhead-elevation", "15"]) == 0
+    declared = json.loads((out / kinds.MODEL_RECIPE_FILE).read_text())["recipe"]
+    assert declared["guidance.overhead_elevation"] == 15.0
+    # a run on the folder prompts "overhead view" above 15 degrees, as the data's captions do
+    cfg = make_config("fast", **{"guidance.spec": "sd", "guidance.model": str(out)})
+    assert cfg.guidance.overhead_elevation == 15.0
+    # the bank was captioned by the same rule: some of its views say "overhead" (none do at the default 60)
+    bank = torch.load(next((out / ".train").glob("bank_*_o15.pt")))
+    assert (bank["view_idx"] == 3).any()
