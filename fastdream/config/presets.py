@@ -30,18 +30,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str = "default", yaml_file: str | Path | None = None, overrides=None,
                 prompt: str | None = None, **flags) -> Config:
-    """Resolve preset < YAML < flags (dot keys, None = unset) < overrides, then validate."""
+    """Resolve preset < guidance recipe < YAML < flags (dot keys, None = unset) < overrides, then validate."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    cfg = Config()
-    apply_overrides(cfg, PRESETS[preset])
-    # each guidance kind adds its own recipe (and knows what "fast" means for it)
-    apply_overrides(cfg, recipe(flags.get("guidance.spec"), flags.get("guidance.model"), preset))
-    if yaml_file is not None:
-        cfg = from_dict(load_yaml(yaml_file), cfg)
-    apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
-    if prompt is not None:
-        cfg.prompt = prompt
-    if overrides:
-        apply_overrides(cfg, overrides)
-    return cfg.validate()
+    yaml_dict = load_yaml(yaml_file) if yaml_file is not None else None
+
+    def layered(guidance_recipe: dict) -> Config:
+        cfg = Config()
+        apply_overrides(cfg, PRESETS[preset])
+        apply_overrides(cfg, guidance_recipe)
+        if yaml_dict is not None:
+            cfg = from_dict(yaml_dict, cfg)
+        apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
+        if prompt is not None:
+            cfg.prompt = prompt
+        if overrides:
+            apply_overrides(cfg, overrides)
+        return cfg
+
+    # each guidance kind adds its own recipe (and knows what "fast" means for it); the guidance is the one the run
+    # ends up naming, whether by a flag, the YAML or an override
+    named = layered({}).guidance
+    return layered(recipe(named.spec, named.model, preset)).validate()

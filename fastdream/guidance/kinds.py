@@ -15,8 +15,9 @@ __all__ = ["KINDS", "kind_of", "recipe", "builtin_folder", "is_sd_folder", "mode
            "MODEL_RECIPE_KEYS"]
 
 # A model folder may say how its training data was captioned, so a run prompts it the same way: MODEL_RECIPE_FILE
-# holds {"recipe": {key: value}} with keys from MODEL_RECIPE_KEYS. fastdream/priors/train_shapes_sd.py writes it
-# (the elevation above which its data says "overhead view"); SD 2.1's folders have none and keep the defaults.
+# holds {"recipe": {key: value}} with keys from MODEL_RECIPE_KEYS, merged after the kind's recipe for builtin:NAME
+# and local folders alike. Both shapes training scripts (fastdream/priors/train_shapes*.py) write it (the elevation
+# above which their data say "overhead view"); SD 2.1's folders have none and keep the defaults.
 MODEL_RECIPE_FILE = "fastdream.json"
 MODEL_RECIPE_KEYS = ("guidance.overhead_elevation", "guidance.front_azimuth_range")
 

@@ -14,7 +14,7 @@ import torch
 from fastdream.cameras import CameraConfig, CameraSampler, get_rays
 from fastdream.procedural import COLORS, PRIMITIVES, Scene, Shape, render
 
-__all__ = ["VIEWS", "view_word", "caption", "GeometryBank", "render_geometry", "build_bank", "compose", "sample_batch",
+__all__ = ["VIEWS", "FRONT_AZIMUTH_RANGE", "view_word", "caption", "GeometryBank", "render_geometry", "build_bank", "compose", "sample_batch",
            "SIZE_RANGE", "AMBIENT_RATIO"]
 
 VIEWS = ("front", "side", "back", "overhead")
@@ -25,7 +25,11 @@ AMBIENT_RATIO = 0.1  # the trainer's lambertian ambient
 _REF_SIZE = 0.5  # geometry is traced at this size; other sizes scale the camera instead (shading is scale-invariant)
 
 
-def view_word(elevation_deg, azimuth_deg, *, front_threshold: float = 45.0, back_threshold: float = 45.0,
+FRONT_AZIMUTH_RANGE = 45.0  # |azimuth| below this is "front", above 180 - this "back" (guidance.front_azimuth_range)
+
+
+def view_word(elevation_deg, azimuth_deg, *, front_threshold: float = FRONT_AZIMUTH_RANGE,
+              back_threshold: float = FRONT_AZIMUTH_RANGE,
               overhead_threshold: float = 60.0) -> list[str]:
     """View word per camera, the trainer's rule (fastdream.guidance.view_prompts.view_indices): overhead above the elevation
     threshold, else front when |azimuth| < front_threshold, back when |azimuth| > 180 - back_threshold, else side."""

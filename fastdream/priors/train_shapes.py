@@ -57,10 +57,20 @@ def add_overhead_option(p: argparse.ArgumentParser) -> None:
                         "fastdream.json tells runs to prompt the same way")
 
 
+def check_resumable(saved_args: dict, args) -> None:
+    """Exit with one line when a checkpoint was captioned by another view rule than this run would declare."""
+    saved = saved_args.get("overhead_elevation", 60.0)  # checkpoints from before the option were captioned at 60
+    if saved != args.overhead_elevation:
+        raise SystemExit(f"cannot resume: the checkpoint's data were captioned with --overhead-elevation {saved:g}, "
+                         f"this run asks for {args.overhead_elevation:g}")
+
+
 def write_model_recipe(out: Path, args) -> None:
     """The model folder's fastdream.json: a run must caption its views as the data were (fastdream.guidance.kinds)."""
     from fastdream.guidance.kinds import MODEL_RECIPE_FILE
-    recipe = {"guidance.overhead_elevation": args.overhead_elevation, "guidance.front_azimuth_range": 45.0}
+    from fastdream.priors.shapes_data import FRONT_AZIMUTH_RANGE
+    recipe = {"guidance.overhead_elevation": args.overhead_elevation,
+              "guidance.front_azimuth_range": FRONT_AZIMUTH_RANGE}
     (Path(out) / MODEL_RECIPE_FILE).write_text(json.dumps({"recipe": recipe}, indent=1) + "\n")
 
 
@@ -72,7 +82,7 @@ def _atomic_save(obj, path: Path) -> None:
 
 def _load_bank(args, state_dir: Path):
     from fastdream.priors import shapes_data
-    overhead = getattr(args, "overhead_elevation", 60.0)
+    overhead = args.overhead_elevation
     tag = "" if overhead == 60.0 else f"_o{overhead:g}"  # the default keeps the name earlier caches have
     path = state_dir / f"bank_r{args.resolution}_n{args.per_shape}_s{args.seed}{tag}.pt"
     if path.exists():
@@ -149,9 +159,10 @@ def _save_state(prior, ema, opt, step: int, args, path: Path) -> None:
                   "args": vars(args)}, path)
 
 
-def _restore(prior, ema, opt, path: Path, dev) -> int:
+def _restore(prior, ema, opt, path: Path, dev, args) -> int:
     """Load a training checkpoint into prior, ema and opt; the step it was saved at."""
     ck = torch.load(path, map_location=dev)
+    check_resumable(ck.get("args", {}), args)
     prior.load_state_dict(ck["model"])
     ema.load_state_dict(ck["ema"])
     opt.load_state_dict(ck["opt"])
@@ -218,7 +229,7 @@ def train(args) -> dict:
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     ema = copy.deepcopy(prior).requires_grad_(False)
     ckpt_path = state_dir / "checkpoint.pt"
-    start = _restore(prior, ema, opt, ckpt_path, dev) if args.resume and ckpt_path.exists() else 0
+    start = _restore(prior, ema, opt, ckpt_path, dev, args) if args.resume and ckpt_path.exists() else 0
     n_params = sum(p.numel() for p in prior.unet.parameters()), sum(p.numel() for p in prior.text_encoder.parameters())
     log.info("unet %.2fM params, text encoder %.2fM params", n_params[0] / 1e6, n_params[1] / 1e6)
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=args.no_progress, desc="train")

@@ -22,8 +22,8 @@ import torch
 
 from fastdream.priors import shapes_data
 from fastdream.priors.latent_model import LatentShapesModel
-from fastdream.priors.train_shapes import (_atomic_save, _load_bank, add_overhead_option, ema_update,
-                                           evaluate_samples, warmup_cosine_lr, write_model_recipe)
+from fastdream.priors.train_shapes import (_atomic_save, _load_bank, add_overhead_option, check_resumable,
+                                           ema_update, evaluate_samples, warmup_cosine_lr, write_model_recipe)
 
 log = logging.getLogger("fastdream.priors.train_shapes_sd")
 
@@ -150,6 +150,7 @@ class _State:
 
     def restore(self, path: Path) -> None:
         ck = torch.load(path, map_location="cpu")
+        check_resumable(ck.get("args", {}), self.args)
         self.model.load_state_dict(ck["model"])
         self.vae_opt.load_state_dict(ck["vae_opt"])
         self.opt.load_state_dict(ck["opt"])

@@ -57,7 +57,8 @@ def test_small_sd_models_get_the_small_fast_recipe(tmp_path):
     assert stable_diffusion.native_image_size(str(large)) == 128
     assert stable_diffusion.native_image_size(stable_diffusion.DEFAULT_MODEL) is None  # a hub id: not read
     small_fast = {**stable_diffusion.BASE_PRESET, **stable_diffusion.SMALL_FAST_PRESET}
-    shipped = kinds.model_recipe(str(BUILTIN_DIR / "shapes-sd"))  # what the shipped folder declares
+    shipped = {}  # the shipped folder declares nothing: its data were captioned by the default view rule
+    assert kinds.model_recipe(str(BUILTIN_DIR / "shapes-sd")) == shipped
     assert kinds.recipe("builtin:shapes-sd", None, "fast") == {**small_fast, **shipped}
     assert kinds.recipe("sd", "builtin:shapes-sd", "fast") == {**small_fast, **shipped}
     assert kinds.recipe("sd", str(small), "fast") == small_fast
@@ -77,12 +78,22 @@ def test_a_model_folder_declares_how_its_data_was_captioned(tmp_path):
             assert kinds.recipe(spec, model, preset)["guidance.overhead_elevation"] == 12.5
     cfg = make_config("fast", **{"guidance.spec": "sd", "guidance.model": str(small)})
     assert cfg.guidance.overhead_elevation == 12.5
+    # the model named by an override or the YAML declares it too, not only the --model flag
+    assert make_config("fast", overrides=[f"guidance.model={small}"]).guidance.overhead_elevation == 12.5
+    assert make_config("fast", overrides=[f"guidance.spec={small}"]).guidance.overhead_elevation == 12.5
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text(f"guidance:\n  model: {small}\n")
+    assert make_config("fast", yaml_file=yaml_file).guidance.overhead_elevation == 12.5
+    assert make_config("fast", yaml_file=yaml_file).render.width == 32  # and its small fast recipe
     # the user's own override still wins over the model's declaration
     cfg = make_config("fast", overrides={"guidance.overhead_elevation": 30.0},
                       **{"guidance.spec": "sd", "guidance.model": str(small)})
     assert cfg.guidance.overhead_elevation == 30.0
     assert kinds.model_recipe(stable_diffusion.DEFAULT_MODEL) == {}  # a hub id declares nothing
     (small / kinds.MODEL_RECIPE_FILE).write_text('{"recipe": {"loss.sparsity": 0}}')
+    with pytest.raises(UserError, match="may only declare"):
+        kinds.recipe("sd", str(small), "fast")
+    (small / kinds.MODEL_RECIPE_FILE).write_text('{"recipe": [1]}')
     with pytest.raises(UserError, match="may only declare"):
         kinds.recipe("sd", str(small), "fast")
     (small / kinds.MODEL_RECIPE_FILE).write_text('not json')

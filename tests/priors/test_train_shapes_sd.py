@@ -75,4 +75,8 @@ def test_the_folder_declares_its_captions_view_rule(tmp_path):
     assert cfg.guidance.overhead_elevation == 15.0
     # the bank was captioned by the same rule: some of its views say "overhead" (none do at the default 60)
     bank = torch.load(next((out / ".train").glob("bank_*_o15.pt")))
-    assert (bank["view_idx"] == 3).any()
+    from fastdream.priors.shapes_data import VIEWS
+    assert (bank["view_idx"] == VIEWS.index("overhead")).any()
+    # resuming under another caption rule would mix two rules in one model: refused in one line
+    with pytest.raises(SystemExit, match="cannot resume: .*captioned with --overhead-elevation 15"):
+        train_shapes_sd.main(["--out", str(out), *TINY, "--resume"])
