@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fastdream.errors import UserError
 from fastdream.guidance import pixel, stable_diffusion, target
 
 __all__ = ["KINDS", "kind_of", "recipe", "builtin_folder", "is_sd_folder", "model_recipe", "MODEL_RECIPE_FILE",
@@ -70,10 +71,9 @@ def _sd_source(spec: str | None, model: str | None) -> str | None:
 def model_recipe(source: str | None) -> dict:
     """The overrides a local model folder declares in MODEL_RECIPE_FILE ({} for a hub id or a folder without one); a
     one-line UserError for a file that is not {"recipe": {key: value}} with keys from MODEL_RECIPE_KEYS."""
-    from fastdream.errors import UserError
-    if not source or not (Path(source).expanduser() / MODEL_RECIPE_FILE).is_file():
+    path = Path(source).expanduser() / MODEL_RECIPE_FILE if source else None
+    if path is None or not path.is_file():
         return {}
-    path = Path(source).expanduser() / MODEL_RECIPE_FILE
     try:
         declared = json.loads(path.read_text()).get("recipe", {})
     except (OSError, ValueError, AttributeError) as e:

@@ -14,8 +14,8 @@ import torch
 from fastdream.cameras import CameraConfig, CameraSampler, get_rays
 from fastdream.procedural import COLORS, PRIMITIVES, Scene, Shape, render
 
-__all__ = ["VIEWS", "FRONT_AZIMUTH_RANGE", "view_word", "caption", "GeometryBank", "render_geometry", "build_bank", "compose", "sample_batch",
-           "SIZE_RANGE", "AMBIENT_RATIO"]
+__all__ = ["VIEWS", "FRONT_AZIMUTH_RANGE", "OVERHEAD_ELEVATION", "view_word", "caption", "GeometryBank",
+           "render_geometry", "build_bank", "compose", "sample_batch", "SIZE_RANGE", "AMBIENT_RATIO"]
 
 VIEWS = ("front", "side", "back", "overhead")
 SHAPE_NAMES = tuple(PRIMITIVES)
@@ -26,11 +26,12 @@ _REF_SIZE = 0.5  # geometry is traced at this size; other sizes scale the camera
 
 
 FRONT_AZIMUTH_RANGE = 45.0  # |azimuth| below this is "front", above 180 - this "back" (guidance.front_azimuth_range)
+OVERHEAD_ELEVATION = 60.0  # default: views above this elevation are "overhead" (guidance.overhead_elevation)
 
 
 def view_word(elevation_deg, azimuth_deg, *, front_threshold: float = FRONT_AZIMUTH_RANGE,
               back_threshold: float = FRONT_AZIMUTH_RANGE,
-              overhead_threshold: float = 60.0) -> list[str]:
+              overhead_threshold: float = OVERHEAD_ELEVATION) -> list[str]:
     """View word per camera, the trainer's rule (fastdream.guidance.view_prompts.view_indices): overhead above the elevation
     threshold, else front when |azimuth| < front_threshold, back when |azimuth| > 180 - back_threshold, else side."""
     el = torch.as_tensor(elevation_deg, dtype=torch.float32).reshape(-1)
@@ -102,7 +103,7 @@ def _render_with_lights(scene, rays_o, rays_d, lights):
 
 def build_bank(per_shape: int, resolution: int = 32, seed: int = 0, device="cpu", chunk: int = 256,
                camera: CameraConfig | None = None, progress: bool = False,
-               overhead_elevation: float = 60.0) -> GeometryBank:
+               overhead_elevation: float = OVERHEAD_ELEVATION) -> GeometryBank:
     """Render `per_shape` random views of every primitive (training camera + light distribution, random size);
     views above `overhead_elevation` degrees are captioned "overhead" (the trainer's guidance.overhead_elevation)."""
     gen = torch.Generator().manual_seed(seed)

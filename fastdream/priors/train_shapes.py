@@ -52,14 +52,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def add_overhead_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--overhead-elevation", type=float, default=60.0,
+    from fastdream.priors.shapes_data import OVERHEAD_ELEVATION
+    p.add_argument("--overhead-elevation", type=float, default=OVERHEAD_ELEVATION,
                    help="data views above this elevation (degrees) are captioned 'overhead view'; the model folder's "
                         "fastdream.json tells runs to prompt the same way")
 
 
 def check_resumable(saved_args: dict, args) -> None:
     """Exit with one line when a checkpoint was captioned by another view rule than this run would declare."""
-    saved = saved_args.get("overhead_elevation", 60.0)  # checkpoints from before the option were captioned at 60
+    from fastdream.priors.shapes_data import OVERHEAD_ELEVATION
+    # checkpoints from before the option were captioned by the default rule
+    saved = saved_args.get("overhead_elevation", OVERHEAD_ELEVATION)
     if saved != args.overhead_elevation:
         raise SystemExit(f"cannot resume: the checkpoint's data were captioned with --overhead-elevation {saved:g}, "
                          f"this run asks for {args.overhead_elevation:g}")
@@ -83,7 +86,8 @@ def _atomic_save(obj, path: Path) -> None:
 def _load_bank(args, state_dir: Path):
     from fastdream.priors import shapes_data
     overhead = args.overhead_elevation
-    tag = "" if overhead == 60.0 else f"_o{overhead:g}"  # the default keeps the name earlier caches have
+    # the default rule keeps the name earlier caches have
+    tag = "" if overhead == shapes_data.OVERHEAD_ELEVATION else f"_o{overhead:g}"
     path = state_dir / f"bank_r{args.resolution}_n{args.per_shape}_s{args.seed}{tag}.pt"
     if path.exists():
         d = torch.load(path)

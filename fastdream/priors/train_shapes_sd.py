@@ -199,8 +199,7 @@ def _run_stage(st: _State, stage: str, steps: int, step_fn, opt, base_lr: float,
 @torch.no_grad()
 def heldout_psnr(model, args) -> dict:
     """VAE reconstruction (posterior mean) PSNR in dB on renders of a bank the training never saw."""
-    bank = shapes_data.build_bank(args.heldout_per_shape, args.resolution, seed=args.seed + 7919,
-                                  overhead_elevation=args.overhead_elevation)
+    bank = shapes_data.build_bank(args.heldout_per_shape, args.resolution, seed=args.seed + 7919)
     images = shapes_data.sample_batch(bank, len(bank), torch.Generator().manual_seed(args.seed + 7919))[0]
     images = images.to(model.alphas_cumprod.device)
     mse = (model.decode(model.encode_images(images, sample=False)) - images).square().flatten(1).mean(1)
