@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text-dropout", type=float, default=0.1, help="prompt replaced by '' (for CFG)")
     p.add_argument("--freeze-text", action="store_true", help="keep the text encoder frozen at its random init")
+    p.add_argument("--init-from", default=None,
+                   help="start from this saved prior folder's weights (fine-tuning, e.g. under a new caption rule) "
+                        "instead of a random init")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--time-limit", type=float, default=0.0,
                    help="stop after this many seconds of training (the LR decay follows time then); 0 = off")
@@ -216,10 +219,24 @@ def _finish(ema, args, out: Path, state_dir: Path, dev, info: dict) -> dict:
     return info
 
 
+def _initial_prior(args):
+    """A random prior, or with --init-from a saved one (fp32, trainable) at the resolution this run trains at."""
+    from fastdream.priors.model import ShapesPrior
+    if not args.init_from:
+        return ShapesPrior.create(args.resolution, seed=args.seed)
+    try:
+        prior = ShapesPrior.from_pretrained(args.init_from)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"cannot start from {args.init_from}: {e}") from None
+    if prior.resolution != args.resolution:
+        raise SystemExit(f"cannot start from {args.init_from}: it is a {prior.resolution}x{prior.resolution} prior, "
+                         f"this run trains at --resolution {args.resolution}")
+    return prior.train().requires_grad_(True)
+
+
 def train(args) -> dict:
     from tqdm import tqdm
 
-    from fastdream.priors.model import ShapesPrior
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -227,7 +244,7 @@ def train(args) -> dict:
     state_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(args.device)
     bank = _load_bank(args, state_dir).to(dev)
-    prior = ShapesPrior.create(args.resolution, seed=args.seed).to(dev)
+    prior = _initial_prior(args).to(dev)
     prior.text_encoder.requires_grad_(not args.freeze_text)
     params = [p for p in prior.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)

@@ -21,3 +21,28 @@ def test_the_folder_declares_its_captions_view_rule(tmp_path):
     assert make_config("fast", **{"guidance.spec": str(out)}).guidance.overhead_elevation == 20.0
     with pytest.raises(SystemExit, match="cannot resume: .*--overhead-elevation 20, this run asks for 60"):
         train_shapes.main(["--out", str(out), *TINY, "--resume"])
+
+
+def test_init_from_starts_at_the_saved_weights(tmp_path):
+    """--init-from loads a saved prior's weights, not a random init: at a zero learning rate they come out
+    unchanged."""
+    import torch
+    from fastdream.priors.model import ShapesPrior
+
+    base = tmp_path / "base"
+    # another seed than the tuned run's, so a random init there could not come out equal
+    assert train_shapes.main(["--out", str(base), *TINY, "--seed", "3"]) == 0
+    tuned = tmp_path / "tuned"
+    assert train_shapes.main(["--out", str(tuned), *TINY, "--init-from", str(base), "--lr", "0"]) == 0
+    a, b = ShapesPrior.from_pretrained(base), ShapesPrior.from_pretrained(tuned)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, msg=name)
+
+
+def test_init_from_refuses_bad_folders_in_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="cannot start from .*missing unet/"):
+        train_shapes.main(["--out", str(tmp_path / "m"), *TINY, "--init-from", str(tmp_path)])
+    small = tmp_path / "small"
+    assert train_shapes.main(["--out", str(small), *TINY, "--resolution", "16"]) == 0
+    with pytest.raises(SystemExit, match="it is a 16x16 prior, this run trains at --resolution 32"):
+        train_shapes.main(["--out", str(tmp_path / "m2"), *TINY, "--init-from", str(small)])
