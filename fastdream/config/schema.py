@@ -8,6 +8,7 @@ from fastdream.cameras import CameraConfig
 from fastdream.config.validate import validate_config
 from fastdream.guidance.encoders import DEFAULT_TINY_ENCODER
 from fastdream.guidance.stable_diffusion import DEFAULT_MODEL as DEFAULT_SD_MODEL
+from fastdream.guidance.view_prompts import FRONT_AZIMUTH_RANGE, OVERHEAD_ELEVATION
 
 __all__ = ["Config", "GuidanceConfig", "ShadingConfig", "RenderConfig", "FieldConfig", "FieldOptions",
            "OptimConfig", "LossConfig", "BackgroundConfig", "TrainConfig", "DEFAULT_SD_MODEL"]
@@ -26,8 +27,8 @@ class GuidanceConfig:
     t_max_end: float | None = None  # anneal t_max linearly to this value over training (None: no annealing)
     negative_prompt: str = ""
     view_dependent: bool = True
-    overhead_elevation: float = 60.0  # degrees; above this the view prompt is "overhead"
-    front_azimuth_range: float = 45.0  # |azimuth| below this is "front"; above 180 - this is "back"
+    overhead_elevation: float = OVERHEAD_ELEVATION  # degrees; above this the view prompt is "overhead"
+    front_azimuth_range: float = FRONT_AZIMUTH_RANGE  # |azimuth| below this is "front"; above 180 - this is "back"
     half_precision: bool = True  # fp16/bf16 weights on GPU; always fp32 on CPU
     compile: bool = False  # torch.compile the image encoder and the UNet (CUDA; the first steps compile)
     latent_warmup: float = 0.0  # fraction of steps that feed [rgb, opacity] as latents and skip the VAE

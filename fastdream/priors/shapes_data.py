@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import torch
 
 from fastdream.cameras import CameraConfig, CameraSampler, get_rays
+from fastdream.guidance.view_prompts import FRONT_AZIMUTH_RANGE, OVERHEAD_ELEVATION, VIEWS, view_indices
 from fastdream.procedural import COLORS, PRIMITIVES, Scene, Shape, render
 
 __all__ = ["VIEWS", "FRONT_AZIMUTH_RANGE", "OVERHEAD_ELEVATION", "view_word", "caption", "GeometryBank",
            "render_geometry", "build_bank", "compose", "sample_batch", "SIZE_RANGE", "AMBIENT_RATIO"]
 
-VIEWS = ("front", "side", "back", "overhead")
 SHAPE_NAMES = tuple(PRIMITIVES)
 COLOR_NAMES = tuple(COLORS)
 SIZE_RANGE = (0.4, 0.6)  # world half-extent of the primitive (Shape.size)
@@ -25,28 +25,12 @@ AMBIENT_RATIO = 0.1  # the trainer's lambertian ambient
 _REF_SIZE = 0.5  # geometry is traced at this size; other sizes scale the camera instead (shading is scale-invariant)
 
 
-FRONT_AZIMUTH_RANGE = 45.0  # |azimuth| below this is "front", above 180 - this "back" (guidance.front_azimuth_range)
-OVERHEAD_ELEVATION = 60.0  # default: views above this elevation are "overhead" (guidance.overhead_elevation)
-
-
-def view_word(elevation_deg, azimuth_deg, *, front_threshold: float = FRONT_AZIMUTH_RANGE,
-              back_threshold: float = FRONT_AZIMUTH_RANGE,
-              overhead_threshold: float = OVERHEAD_ELEVATION) -> list[str]:
-    """View word per camera, the trainer's rule (fastdream.guidance.view_prompts.view_indices): overhead above the elevation
-    threshold, else front when |azimuth| < front_threshold, back when |azimuth| > 180 - back_threshold, else side."""
+def view_word(elevation_deg, azimuth_deg, *, overhead_threshold: float = OVERHEAD_ELEVATION,
+              front_range: float = FRONT_AZIMUTH_RANGE) -> list[str]:
+    """View word per camera, by the very rule the trainer prompts with (fastdream.guidance.view_prompts)."""
     el = torch.as_tensor(elevation_deg, dtype=torch.float32).reshape(-1)
-    az = torch.remainder(torch.as_tensor(azimuth_deg, dtype=torch.float32).reshape(-1) + 180.0, 360.0) - 180.0
-    words = []
-    for e, a in zip(el.tolist(), az.tolist()):
-        if e > overhead_threshold:
-            words.append("overhead")
-        elif abs(a) < front_threshold:
-            words.append("front")
-        elif abs(a) > 180.0 - back_threshold:
-            words.append("back")
-        else:
-            words.append("side")
-    return words
+    az = torch.as_tensor(azimuth_deg, dtype=torch.float32).reshape(-1)
+    return [VIEWS[i] for i in view_indices(el, az, overhead_threshold, front_range).tolist()]
 
 
 def caption(shape: str, color: str, view: str | None = None) -> str:
