@@ -100,7 +100,9 @@ def truth_spec(config: dict, prompt: str) -> TruthSpec:
         if name not in TARGETS:
             raise ValueError(f"unknown oracle target {name!r}")
         return TruthSpec("target", name, spec)
-    builtin = next((s for s in (spec, model) if s.startswith("builtin:")), None)
+    from fastdream.guidance.kinds import builtin_name
+
+    builtin = builtin_name(spec, model)
     names = ", ".join(f"builtin:{n}" for n in SHAPES_PRIORS)
     if builtin is None:
         raise ValueError(f"guidance {spec!r} has no exact truth (only target:NAME, {names} do)")

@@ -12,8 +12,8 @@ from pathlib import Path
 from fastdream.errors import UserError
 from fastdream.guidance import pixel, stable_diffusion, target
 
-__all__ = ["KINDS", "kind_of", "recipe", "builtin_folder", "is_sd_folder", "model_recipe", "MODEL_RECIPE_FILE",
-           "MODEL_RECIPE_KEYS"]
+__all__ = ["KINDS", "kind_of", "recipe", "builtin_folder", "builtin_name", "is_sd_folder", "model_recipe",
+           "MODEL_RECIPE_FILE", "MODEL_RECIPE_KEYS"]
 
 # A model folder may say how its training data was captioned, so a run prompts it the same way: MODEL_RECIPE_FILE
 # holds {"recipe": {key: value}} with keys from MODEL_RECIPE_KEYS, merged after the kind's recipe for builtin:NAME
@@ -45,7 +45,8 @@ def is_sd_folder(folder: Path) -> bool:
     return (Path(folder) / "vae").is_dir()
 
 
-def _builtin(spec: str | None, model: str | None) -> str | None:
+def builtin_name(spec: str | None, model: str | None) -> str | None:
+    """The builtin:NAME a run names as its guidance spec or as its SD model (the spec first), or None."""
     return next((v for v in (spec, model) if v and v.startswith("builtin:")), None)
 
 
@@ -54,7 +55,7 @@ def kind_of(spec: str | None, model: str | None = None) -> str:
     Stable Diffusion's layout, else "builtin"; else "sd"."""
     if spec and spec.startswith("target:"):
         return "target"
-    builtin = _builtin(spec, model)
+    builtin = builtin_name(spec, model)
     if builtin is not None:
         return "sd" if is_sd_folder(builtin_folder(builtin)) else "builtin"
     return "sd"
@@ -62,7 +63,7 @@ def kind_of(spec: str | None, model: str | None = None) -> str:
 
 def _sd_source(spec: str | None, model: str | None) -> str | None:
     """The folder or hub id an "sd" run loads (as load_guidance picks it)."""
-    builtin = _builtin(spec, model)
+    builtin = builtin_name(spec, model)
     if builtin is not None:
         return str(builtin_folder(builtin))
     return spec if spec and spec != "sd" else model
