@@ -17,8 +17,8 @@ def view_prompts(prompt: str) -> list[str]:
     return [f"{prompt}, {v} view" for v in VIEWS]
 
 
-def view_indices(elevation_deg: torch.Tensor, azimuth_deg: torch.Tensor,
-                 overhead_elevation: float = OVERHEAD_ELEVATION, front_range: float = FRONT_AZIMUTH_RANGE) -> torch.Tensor:
+def view_indices(elevation_deg: torch.Tensor, azimuth_deg: torch.Tensor, overhead_elevation: float = OVERHEAD_ELEVATION,
+                 front_range: float = FRONT_AZIMUTH_RANGE) -> torch.Tensor:
     """View index [B] (into VIEWS) per camera: overhead above `overhead_elevation` degrees; otherwise front when
     |azimuth| < front_range, back when |azimuth| > 180 - front_range, side between (azimuth 0 is the front, +x)."""
     az = torch.remainder(azimuth_deg + 180.0, 360.0) - 180.0  # wrap to [-180, 180)
