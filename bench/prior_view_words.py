@@ -1,7 +1,7 @@
 """Does a shapes prior draw the camera elevation its caption names? Samples "a red SHAPE, WORD view" for each view
 word and reads each sample's elevation off the best-matching exact silhouette.
 
-    python bench/prior_view_words.py [--priors shapes,OTHER] [--shapes cube,cylinder,torus,cone] [--samples 16]
+    python bench/prior_view_words.py [--priors shapes,MODEL_DIR] [--shapes cube,cylinder,torus,cone] [--samples 16]
 
 For every sample, the elevation of the reference view (exact renders of that shape from the training camera
 distribution at the prior's central size, many elevations) whose silhouette has the highest IoU with the sample's
@@ -43,7 +43,8 @@ def matched_elevation(images: torch.Tensor, ref_alpha: torch.Tensor, ref_elevati
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--priors", default="shapes", help="builtin prior names (folders in fastdream/priors/weights)")
+    p.add_argument("--priors", default="shapes",
+                   help="pixel priors: builtin names (folders in fastdream/priors/weights) or model folders")
     p.add_argument("--shapes", default="cube,cylinder,torus,cone")
     p.add_argument("--words", default="front,side,overhead")
     p.add_argument("--samples", type=int, default=16, help="samples per (prior, shape, word)")
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     rows = []
     print(f"| prior | shape | {' | '.join(words)} |\n|---|---|{'---|' * len(words)}")
     for name in args.priors.split(","):
-        prior = ShapesPrior.from_pretrained(builtin_path(name))
+        prior = ShapesPrior.from_pretrained(name if Path(name).is_dir() else builtin_path(name))
         for shape in args.shapes.split(","):
             ref_alpha, ref_el = references(shape, args.references, prior.resolution)
             row = {"prior": name, "shape": shape}

@@ -226,8 +226,8 @@ def _initial_prior(args):
         return ShapesPrior.create(args.resolution, seed=args.seed)
     try:
         prior = ShapesPrior.from_pretrained(args.init_from)
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"cannot start from {args.init_from}: {e}") from None
+    except Exception as e:  # diffusers, transformers and safetensors each raise their own kinds for a broken folder
+        raise SystemExit(f"cannot start from {args.init_from}: {type(e).__name__}: {e}".splitlines()[0]) from None
     if prior.resolution != args.resolution:
         raise SystemExit(f"cannot start from {args.init_from}: it is a {prior.resolution}x{prior.resolution} prior, "
                          f"this run trains at --resolution {args.resolution}")
@@ -241,10 +241,10 @@ def train(args) -> dict:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     state_dir = out / ".train"
-    state_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(args.device)
+    prior = _initial_prior(args).to(dev)  # before any setup work, so a bad --init-from is refused at once
+    state_dir.mkdir(parents=True, exist_ok=True)
     bank = _load_bank(args, state_dir).to(dev)
-    prior = _initial_prior(args).to(dev)
     prior.text_encoder.requires_grad_(not args.freeze_text)
     params = [p for p in prior.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)

@@ -37,6 +37,20 @@ def test_init_from_starts_at_the_saved_weights(tmp_path):
     a, b = ShapesPrior.from_pretrained(base), ShapesPrior.from_pretrained(tuned)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(pa, pb, msg=name)
+    # and every weight it loads is trained (from_pretrained hands back a frozen model)
+    args = train_shapes._parser().parse_args(["--out", str(tmp_path / "x"), "--init-from", str(base)])
+    assert all(p.requires_grad for p in train_shapes._initial_prior(args).parameters())
+
+
+def test_init_from_refuses_broken_weights_in_one_line(tmp_path):
+    base = tmp_path / "base"
+    assert train_shapes.main(["--out", str(base), *TINY]) == 0
+    for weights in (base / "text_encoder").glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    out = tmp_path / "tuned"
+    with pytest.raises(SystemExit, match="^cannot start from .*: [A-Za-z]+Error: [^\n]*$"):
+        train_shapes.main(["--out", str(out), *TINY, "--init-from", str(base)])
+    assert not out.exists()  # refused before any setup work
 
 
 def test_init_from_refuses_bad_folders_in_one_line(tmp_path):
