@@ -22,10 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastdream.cameras import CameraConfig, CameraSampler  # noqa: E402
-from fastdream.guidance.kinds import model_recipe  # noqa: E402
+from fastdream.config import make_config  # noqa: E402
 from fastdream.guidance.pixel import PixelDiffusionGuidance  # noqa: E402
 from fastdream.guidance.view_prompts import FRONT_AZIMUTH_RANGE, OVERHEAD_ELEVATION  # noqa: E402
-from fastdream.priors.model import builtin_path  # noqa: E402
 from fastdream.priors.shapes_data import caption, compose, render_geometry, view_word  # noqa: E402
 from fastdream.procedural import COLORS, PRIMITIVES  # noqa: E402
 
@@ -54,10 +53,10 @@ def band_means(push: torch.Tensor, alpha: torch.Tensor) -> dict[str, float]:
 
 def border_push(guidance, shape: str, color: str, scale: float, views: int, draws: int, seed: int = 0,
                 elevation_range: tuple[float, float] | None = None,
-                view_rule: dict | None = None) -> dict:
+                overhead_elevation: float = OVERHEAD_ELEVATION, front_range: float = FRONT_AZIMUTH_RANGE) -> dict:
     """{below, above, beside}: mean push x 1000 of `views` exact renders at size 0.5, `draws` (t, noise) each, from
     the training camera distribution (or only its elevations in `elevation_range`), captioned by the view rule
-    `view_rule` declares (the prior folder's fastdream.json recipe; {} = the default rule)."""
+    (overhead_elevation, front_range) a run on the prior prompts with."""
     camera = CameraConfig() if elevation_range is None else CameraConfig(elevation_range=elevation_range)
     cams = CameraSampler(camera).sample(views, torch.Generator().manual_seed(seed))
     alpha, shade = render_geometry(shape, cams.c2w, cams.fovy_deg, cams.light_position, torch.full((views,), 0.5),
@@ -66,10 +65,8 @@ def border_push(guidance, shape: str, color: str, scale: float, views: int, draw
     lambertian = torch.arange(views) % 2 == 0  # the fast recipe's shading: half lambertian, half flat albedo
     images = compose(alpha, shade, rgb.expand(views, 3), torch.ones(views, 3), lambertian).requires_grad_(True)
     # each view's caption by the trainer's view-word rule, as the prior's data and a training run have it
-    rule = view_rule or {}
-    words = view_word(cams.elevation_deg, cams.azimuth_deg,
-                      overhead_threshold=rule.get("guidance.overhead_elevation", OVERHEAD_ELEVATION),
-                      front_range=rule.get("guidance.front_azimuth_range", FRONT_AZIMUTH_RANGE))
+    words = view_word(cams.elevation_deg, cams.azimuth_deg, overhead_threshold=overhead_elevation,
+                      front_range=front_range)
     prompts = guidance.encode_prompts([caption(shape, color, w) for w in words])
     out = guidance.sds(images, prompts["cond"], prompts["uncond"], guidance_scale=scale, noise_samples=draws,
                        generator=torch.Generator().manual_seed(seed + 1))
@@ -93,7 +90,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     guidance = PixelDiffusionGuidance.from_builtin(args.prior)
-    declared = model_recipe(str(builtin_path(args.prior)))
+    # the view rule a run on this prior prompts with (its kind's recipe and its folder's fastdream.json)
+    rule = make_config("fast", **{"guidance.spec": f"builtin:{args.prior}"}).guidance
     rows = []
     bands = [None] if args.elevations is None else [tuple(float(v) for v in b.split(":"))
                                                     for b in args.elevations.split(",")]
@@ -103,7 +101,8 @@ def main(argv=None) -> int:
             for band in bands:
                 r = {"shape": shape, "scale": scale, "elevations": band,
                      **border_push(guidance, shape, args.color, scale, args.views, args.draws, elevation_range=band,
-                                  view_rule=declared)}
+                                  overhead_elevation=rule.overhead_elevation,
+                                  front_range=rule.front_azimuth_range)}
                 rows.append(r)
                 el = "training" if band is None else f"{band[0]:g}..{band[1]:g}"
                 print(f"| {shape} | {scale:g} | {el} | {r['below']:+.2f} | {r['above']:+.2f} | {r['beside']:+.2f} |",

@@ -15,8 +15,8 @@ from fastdream.cameras import CameraConfig, CameraSampler, get_rays
 from fastdream.guidance.view_prompts import FRONT_AZIMUTH_RANGE, OVERHEAD_ELEVATION, VIEWS, view_indices
 from fastdream.procedural import COLORS, PRIMITIVES, Scene, Shape, render
 
-__all__ = ["VIEWS", "FRONT_AZIMUTH_RANGE", "OVERHEAD_ELEVATION", "view_word", "caption", "GeometryBank",
-           "render_geometry", "build_bank", "compose", "sample_batch", "SIZE_RANGE", "AMBIENT_RATIO"]
+__all__ = ["VIEWS", "view_word", "caption", "GeometryBank", "render_geometry", "build_bank", "compose", "sample_batch",
+           "SIZE_RANGE", "AMBIENT_RATIO"]
 
 SHAPE_NAMES = tuple(PRIMITIVES)
 COLOR_NAMES = tuple(COLORS)
@@ -107,8 +107,7 @@ def build_bank(per_shape: int, resolution: int = 32, seed: int = 0, device="cpu"
         alphas.append(a.half())
         shades.append(s.half())
         shapes.append(torch.full((n,), k, dtype=torch.long))
-        words = view_word(cams.elevation_deg, cams.azimuth_deg, overhead_threshold=overhead_elevation)
-        views.append(torch.tensor([VIEWS.index(w) for w in words]))
+        views.append(view_indices(cams.elevation_deg.float().cpu(), cams.azimuth_deg.float().cpu(), overhead_elevation))
     return GeometryBank(torch.cat(alphas), torch.cat(shades), torch.cat(shapes), torch.cat(views), resolution)
 
 

@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def add_overhead_option(p: argparse.ArgumentParser) -> None:
-    from fastdream.priors.shapes_data import OVERHEAD_ELEVATION
+    from fastdream.guidance.view_prompts import OVERHEAD_ELEVATION
     p.add_argument("--overhead-elevation", type=float, default=OVERHEAD_ELEVATION,
                    help="data views above this elevation (degrees) are captioned 'overhead view'; the model folder's "
                         "fastdream.json tells runs to prompt the same way")
@@ -63,7 +63,7 @@ def add_overhead_option(p: argparse.ArgumentParser) -> None:
 
 def check_resumable(saved_args: dict, args) -> None:
     """Exit with one line when a checkpoint was captioned by another view rule than this run would declare."""
-    from fastdream.priors.shapes_data import OVERHEAD_ELEVATION
+    from fastdream.guidance.view_prompts import OVERHEAD_ELEVATION
     # checkpoints from before the option were captioned by the default rule
     saved = saved_args.get("overhead_elevation", OVERHEAD_ELEVATION)
     if saved != args.overhead_elevation:
@@ -74,7 +74,7 @@ def check_resumable(saved_args: dict, args) -> None:
 def write_model_recipe(out: Path, args) -> None:
     """The model folder's fastdream.json: a run must caption its views as the data were (fastdream.guidance.kinds)."""
     from fastdream.guidance.kinds import MODEL_RECIPE_FILE
-    from fastdream.priors.shapes_data import FRONT_AZIMUTH_RANGE
+    from fastdream.guidance.view_prompts import FRONT_AZIMUTH_RANGE
     recipe = {"guidance.overhead_elevation": args.overhead_elevation,
               "guidance.front_azimuth_range": FRONT_AZIMUTH_RANGE}
     (Path(out) / MODEL_RECIPE_FILE).write_text(json.dumps({"recipe": recipe}, indent=1) + "\n")
@@ -87,10 +87,11 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 def _load_bank(args, state_dir: Path):
+    from fastdream.guidance.view_prompts import OVERHEAD_ELEVATION
     from fastdream.priors import shapes_data
     overhead = args.overhead_elevation
     # the default rule keeps the name earlier caches have
-    tag = "" if overhead == shapes_data.OVERHEAD_ELEVATION else f"_o{overhead:g}"
+    tag = "" if overhead == OVERHEAD_ELEVATION else f"_o{overhead:g}"
     path = state_dir / f"bank_r{args.resolution}_n{args.per_shape}_s{args.seed}{tag}.pt"
     if path.exists():
         d = torch.load(path)
