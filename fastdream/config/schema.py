@@ -29,6 +29,8 @@ class GuidanceConfig:
     view_dependent: bool = True
     overhead_elevation: float = OVERHEAD_ELEVATION  # degrees; above this the view prompt is "overhead"
     front_azimuth_range: float = FRONT_AZIMUTH_RANGE  # |azimuth| below this is "front"; above 180 - this is "back"
+    # classifier guidance toward the camera's elevation (a pixel prior whose folder has an elevation_classifier/)
+    elevation_guidance: float = 0.0
     half_precision: bool = True  # fp16/bf16 weights on GPU; always fp32 on CPU
     compile: bool = False  # torch.compile the image encoder and the UNet (CUDA; the first steps compile)
     latent_warmup: float = 0.0  # fraction of steps that feed [rgb, opacity] as latents and skip the VAE

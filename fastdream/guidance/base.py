@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fastdream.errors import UserError
+
 __all__ = ["Guidance", "SDSOutput", "ViewContext", "ddpm_alphas_cumprod", "repeat_for_draws", "mean_over_draws"]
 
 
@@ -92,6 +94,13 @@ class Guidance(abc.ABC):
     def set_view(self, view: ViewContext) -> None:
         """Called by the trainer before each sds(); guidances that do not need the camera ignore it."""
         del view
+
+    def use_elevation_guidance(self, scale: float) -> None:
+        """Guide toward each view's camera elevation at `scale` (guidance.elevation_guidance); only a pixel prior
+        that ships an elevation classifier can."""
+        if scale > 0:
+            raise UserError(f"guidance.elevation_guidance needs a pixel-space prior with an elevation_classifier/ "
+                            f"folder (builtin:shapes has one), not {type(self).__name__}")
 
     def sample_timesteps(self, batch: int, t_range: tuple[float, float], device,
                          generator: torch.Generator | None = None) -> torch.Tensor:

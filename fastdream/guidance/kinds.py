@@ -18,9 +18,10 @@ __all__ = ["KINDS", "kind_of", "recipe", "builtin_folder", "builtin_name", "is_s
 # A model folder may say how its training data was captioned, so a run prompts it the same way: MODEL_RECIPE_FILE
 # holds {"recipe": {key: value}} with keys from MODEL_RECIPE_KEYS, merged after the kind's recipe for builtin:NAME
 # and local folders alike. Both shapes training scripts (fastdream/priors/train_shapes*.py) write it (the elevation
-# above which their data say "overhead view"); SD 2.1's folders have none and keep the defaults.
+# above which their data say "overhead view"), and a folder with an elevation classifier the scale to guide it at;
+# SD 2.1's folders have none and keep the defaults.
 MODEL_RECIPE_FILE = "fastdream.json"
-MODEL_RECIPE_KEYS = ("guidance.overhead_elevation", "guidance.front_azimuth_range")
+MODEL_RECIPE_KEYS = ("guidance.overhead_elevation", "guidance.front_azimuth_range", "guidance.elevation_guidance")
 
 # recipe key -> (the dot-list overrides it adds to every preset, those it adds to the generic fast preset).
 # "sd-small" is an SD model (builtin:NAME or a local folder) whose native image is at most

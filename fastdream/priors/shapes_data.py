@@ -16,7 +16,7 @@ from fastdream.guidance.view_prompts import FRONT_AZIMUTH_RANGE, OVERHEAD_ELEVAT
 from fastdream.procedural import COLORS, PRIMITIVES, Scene, Shape, render
 
 __all__ = ["VIEWS", "view_word", "caption", "GeometryBank", "render_geometry", "build_bank", "compose", "sample_batch",
-           "SIZE_RANGE", "AMBIENT_RATIO"]
+           "SIZE_RANGE", "AMBIENT_RATIO", "random_appearance"]
 
 SHAPE_NAMES = tuple(PRIMITIVES)
 COLOR_NAMES = tuple(COLORS)
@@ -48,14 +48,16 @@ class GeometryBank:
     shape_idx: torch.Tensor  # [N] int64 into SHAPE_NAMES
     view_idx: torch.Tensor  # [N] int64 into VIEWS
     resolution: int
+    elevation_deg: torch.Tensor | None = None  # [N] float32 camera elevations (build_bank fills it)
 
     def __len__(self) -> int:
         return self.alpha.shape[0]
 
     def to(self, device) -> "GeometryBank":
         """The same bank with every tensor on `device`."""
+        el = None if self.elevation_deg is None else self.elevation_deg.to(device)
         return GeometryBank(self.alpha.to(device), self.shade.to(device), self.shape_idx.to(device),
-                            self.view_idx.to(device), self.resolution)
+                            self.view_idx.to(device), self.resolution, el)
 
 
 @torch.no_grad()
@@ -92,7 +94,7 @@ def build_bank(per_shape: int, resolution: int = 32, seed: int = 0, device="cpu"
     views above `overhead_elevation` degrees are captioned "overhead" (the trainer's guidance.overhead_elevation)."""
     gen = torch.Generator().manual_seed(seed)
     sampler = CameraSampler(camera or CameraConfig())
-    alphas, shades, shapes, views = [], [], [], []
+    alphas, shades, shapes, views, elevations = [], [], [], [], []
     jobs = [(k, start) for k in range(len(SHAPE_NAMES)) for start in range(0, per_shape, chunk)]
     it = jobs
     if progress:
@@ -108,7 +110,9 @@ def build_bank(per_shape: int, resolution: int = 32, seed: int = 0, device="cpu"
         shades.append(s.half())
         shapes.append(torch.full((n,), k, dtype=torch.long))
         views.append(view_indices(cams.elevation_deg.float().cpu(), cams.azimuth_deg.float().cpu(), overhead_elevation))
-    return GeometryBank(torch.cat(alphas), torch.cat(shades), torch.cat(shapes), torch.cat(views), resolution)
+        elevations.append(cams.elevation_deg.float().cpu())
+    return GeometryBank(torch.cat(alphas), torch.cat(shades), torch.cat(shapes), torch.cat(views), resolution,
+                        torch.cat(elevations))
 
 
 def compose(alpha: torch.Tensor, shade: torch.Tensor, color_rgb: torch.Tensor, background: torch.Tensor,
@@ -120,15 +124,10 @@ def compose(alpha: torch.Tensor, shade: torch.Tensor, color_rgb: torch.Tensor, b
     return lit * color_rgb[:, :, None, None] + (1 - alpha) * background[:, :, None, None]
 
 
-def sample_batch(bank: GeometryBank, batch: int, generator: torch.Generator, *, white_bg_prob: float = 0.5,
-                 lambertian_prob: float = 0.75, no_view_prob: float = 0.2):
-    """A random training batch: (images [B,3,R,R] in [0,1], captions list[str], shape_idx [B], color_idx [B]).
-
-    Backgrounds are white or a random solid colour kept away from the object's colour; captions name the view except
-    with probability no_view_prob.
-    """
-    dev = bank.alpha.device
-    idx = torch.randint(len(bank), (batch,), generator=generator)
+def random_appearance(batch: int, generator: torch.Generator, white_bg_prob: float = 0.5,
+                      lambertian_prob: float = 0.75):
+    """(color_idx [B], rgb [B,3], background [B,3], lambertian [B] bool) for `batch` training images: backgrounds
+    are white or a random solid colour kept away from the object's colour."""
     color_idx = torch.randint(len(COLOR_NAMES), (batch,), generator=generator)
     palette = torch.tensor([COLORS[c] for c in COLOR_NAMES])
     rgb = palette[color_idx]
@@ -139,11 +138,24 @@ def sample_batch(bank: GeometryBank, batch: int, generator: torch.Generator, *, 
     white = (torch.rand(batch, generator=generator) < white_bg_prob) & ((1.0 - rgb).norm(dim=-1) > 0.35)
     bg = torch.where(white[:, None], torch.ones_like(bg), bg)
     lambertian = torch.rand(batch, generator=generator) < lambertian_prob
+    return color_idx, rgb, bg, lambertian
+
+
+def sample_batch(bank: GeometryBank, batch: int, generator: torch.Generator, *, white_bg_prob: float = 0.5,
+                 lambertian_prob: float = 0.75, no_view_prob: float = 0.2):
+    """A random training batch: (images [B,3,R,R] in [0,1], captions list[str], shape_idx [B], color_idx [B]).
+
+    Backgrounds are white or a random solid colour kept away from the object's colour; captions name the view except
+    with probability no_view_prob.
+    """
+    dev = bank.alpha.device
+    idx = torch.randint(len(bank), (batch,), generator=generator)
+    color_idx, rgb, bg, lambertian = random_appearance(batch, generator, white_bg_prob, lambertian_prob)
     gi = idx.to(dev)
     images = compose(bank.alpha[gi], bank.shade[gi], rgb.to(dev), bg.to(dev), lambertian.to(dev))
     with_view = torch.rand(batch, generator=generator) >= no_view_prob
     shape_idx = bank.shape_idx[idx.to(bank.shape_idx.device)].cpu()
+    view_idx = bank.view_idx[idx.to(bank.view_idx.device)].tolist()
     caps = [caption(SHAPE_NAMES[s], COLOR_NAMES[c], VIEWS[v] if w else None)
-            for s, c, v, w in zip(shape_idx.tolist(), color_idx.tolist(), bank.view_idx[idx.to(bank.view_idx.device)].tolist(),
-                                  with_view.tolist())]
+            for s, c, v, w in zip(shape_idx.tolist(), color_idx.tolist(), view_idx, with_view.tolist())]
     return images.clamp(0, 1), caps, shape_idx, color_idx

@@ -1,0 +1,132 @@
+"""The elevation classifier (fastdream.priors.elevation), its training script, the classifier guidance it gives
+PixelDiffusionGuidance, and the classifier shipped with builtin:shapes."""
+import json
+
+import pytest
+import torch
+
+from fastdream.config import make_config
+from fastdream.errors import UserError
+from fastdream.guidance.base import ViewContext
+from fastdream.guidance.kinds import model_recipe
+from fastdream.guidance.pixel import PixelDiffusionGuidance
+from fastdream.guidance.target import TargetGuidance
+from fastdream.priors.elevation import SUBFOLDER, ElevationClassifier, load_classifier
+from fastdream.priors.model import BUILTIN_DIR, ShapesPrior
+
+
+def _tiny_prior_folder(tmp_path, with_classifier: bool):
+    prior = ShapesPrior.create(resolution=16, seed=0)
+    folder = tmp_path / "prior"
+    prior.save_pretrained(folder)
+    if with_classifier:
+        torch.manual_seed(3)
+        ElevationClassifier(resolution=16).save(folder)
+    return folder
+
+
+def test_soft_targets_put_the_expected_bin_centre_on_the_elevation():
+    model = ElevationClassifier()
+    el = torch.empty(200).uniform_(-7.5, 42.5)  # inside the first and last bin centres
+    w = model.soft_targets(el)
+    centres = -10.0 + 5.0 * (torch.arange(model.bins) + 0.5)
+    assert torch.allclose(w.sum(-1), torch.ones(200))
+    assert torch.allclose((w * centres).sum(-1), el, atol=1e-4)
+    outside = model.soft_targets(torch.tensor([-40.0, 80.0]))  # clamped to the end bins
+    assert outside[0, 0] == 1 and outside[1, -1] == 1
+
+
+def test_save_and_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = ElevationClassifier(resolution=16).eval()
+    model.save(tmp_path)
+    loaded = load_classifier(tmp_path)
+    x, sigma = torch.randn(5, 3, 16, 16), torch.rand(5)
+    assert loaded.config == model.config
+    assert torch.allclose(loaded(x, sigma), model(x, sigma), atol=2e-2)  # saved in float16
+    assert load_classifier(tmp_path / "nothing") is None
+    with pytest.raises(ValueError, match="bad classifier config"):
+        ElevationClassifier(resolution=20)
+
+
+def test_guidance_subtracts_sigma_times_the_classifier_score(tmp_path):
+    folder = _tiny_prior_folder(tmp_path, with_classifier=True)
+    g = PixelDiffusionGuidance.from_pretrained(folder)
+    assert g.elevation_classifier is not None
+    clf = g.elevation_classifier.double()
+    g.use_elevation_guidance(3.0)
+    g._elevations = torch.tensor([-5.0, 30.0])
+    x_t = torch.randn(4, 3, 16, 16, dtype=torch.float64)  # two draws of two views, draw-major
+    a = torch.rand(4, 1, 1, 1, dtype=torch.float64) * 0.9 + 0.05
+    eps = torch.randn_like(x_t)
+    guided = g._guide_elevation(eps.clone(), x_t, a)
+    el = torch.tensor([-5.0, 30.0, -5.0, 30.0], dtype=torch.float64)
+    sigma = (1 - a).sqrt().reshape(-1)
+    # the directional derivative of sum log p(e | x_t) along v, by central differences in float64
+    v = torch.randn_like(x_t)
+    h = 1e-4
+    with torch.no_grad():
+        fd = (clf.log_prob(x_t + h * v, sigma, el).sum() - clf.log_prob(x_t - h * v, sigma, el).sum()) / (2 * h)
+    score = (eps - guided) / (3.0 * (1 - a).sqrt())
+    assert torch.allclose((score * v).sum(), fd, rtol=1e-5, atol=1e-8)
+
+
+def test_elevation_guidance_refusals(tmp_path):
+    bare = PixelDiffusionGuidance.from_pretrained(_tiny_prior_folder(tmp_path, with_classifier=False))
+    assert bare.elevation_classifier is None
+    bare.use_elevation_guidance(0.0)  # off: nothing needed
+    with pytest.raises(UserError, match="elevation_classifier"):
+        bare.use_elevation_guidance(4.0)
+    with pytest.raises(UserError, match="pixel-space prior"):
+        TargetGuidance("sphere").use_elevation_guidance(4.0)
+    TargetGuidance("sphere").use_elevation_guidance(0.0)
+    with pytest.raises(UserError, match="elevation_guidance"):
+        make_config("fast", overrides=["guidance.elevation_guidance=-1"])
+
+
+def test_sds_with_elevation_guidance_needs_the_views(tmp_path):
+    g = PixelDiffusionGuidance.from_pretrained(_tiny_prior_folder(tmp_path, with_classifier=True))
+    g.use_elevation_guidance(2.0)
+    prompts = g.encode_prompts(["a red cube"])
+    images = torch.rand(2, 3, 16, 16, requires_grad=True)
+    with pytest.raises(ValueError, match="set_view"):
+        g.sds(images, prompts["cond"], prompts["uncond"], guidance_scale=3.0)
+    from fastdream.cameras import CameraConfig, CameraSampler
+    cams = CameraSampler(CameraConfig()).sample(2, torch.Generator().manual_seed(0))
+    g.set_view(ViewContext(cameras=cams, height=16, width=16, shading=["albedo"] * 2, ambient_ratio=[0.1] * 2,
+                           background=torch.ones(2, 16, 16, 3)))
+    out = g.sds(images, prompts["cond"], prompts["uncond"], guidance_scale=3.0, noise_samples=3,
+                generator=torch.Generator().manual_seed(1))
+    out.loss.backward()
+    assert torch.isfinite(images.grad).all() and images.grad.abs().sum() > 0
+
+
+def test_a_model_folder_may_declare_the_scale(tmp_path):
+    (tmp_path / "fastdream.json").write_text(json.dumps({"recipe": {"guidance.elevation_guidance": 6.0}}))
+    assert model_recipe(str(tmp_path)) == {"guidance.elevation_guidance": 6.0}
+
+
+def test_training_script_writes_a_classifier_and_refuses_bad_input(tmp_path, capsys):
+    from fastdream.priors import train_elevation
+    folder = _tiny_prior_folder(tmp_path, with_classifier=False)
+    assert train_elevation.main(["--prior", str(folder), "--per-shape", "4", "--steps", "3", "--batch", "8"]) == 0
+    assert load_classifier(folder) is not None and (folder / SUBFOLDER / "model.safetensors").is_file()
+    assert train_elevation.main(["--prior", str(tmp_path / "missing")]) == 2
+    assert train_elevation.main(["--prior", str(folder), "--steps", "0"]) == 2
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 2 and "Traceback" not in err
+
+
+def test_the_shipped_classifier_reads_the_elevation_of_fresh_renders():
+    """builtin:shapes ships a classifier, declares its scale, and at low noise it reads the elevation of renders it
+    never saw far better than chance (uniform guessing over -10..45 is ~14 degrees off)."""
+    from fastdream.priors import shapes_data
+    from fastdream.priors.train_elevation import heldout_error
+    shipped = BUILTIN_DIR / "shapes"
+    clf = load_classifier(shipped)
+    assert clf is not None
+    assert model_recipe(str(shipped))["guidance.elevation_guidance"] > 0
+    bank = shapes_data.build_bank(40, 32, seed=987)  # not the training seed
+    prior = PixelDiffusionGuidance.from_pretrained(shipped)
+    errors = heldout_error(clf, bank, torch.arange(len(bank)), prior.alphas_cumprod.cpu(), n=600)
+    assert errors["t0-200"] < 9.0, errors
