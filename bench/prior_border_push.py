@@ -25,7 +25,8 @@ from fastdream.cameras import CameraConfig, CameraSampler  # noqa: E402
 from fastdream.config import make_config  # noqa: E402
 from fastdream.guidance.pixel import PixelDiffusionGuidance  # noqa: E402
 from fastdream.guidance.view_prompts import FRONT_AZIMUTH_RANGE, OVERHEAD_ELEVATION  # noqa: E402
-from fastdream.priors.shapes_data import caption, compose, render_geometry, view_word  # noqa: E402
+from fastdream.guidance.base import ViewContext  # noqa: E402
+from fastdream.priors.shapes_data import AMBIENT_RATIO, caption, compose, render_geometry, view_word  # noqa: E402
 from fastdream.procedural import COLORS, PRIMITIVES  # noqa: E402
 
 BAND = 2  # pixels outside the silhouette's bounding box
@@ -68,6 +69,9 @@ def border_push(guidance, shape: str, color: str, scale: float, views: int, draw
     words = view_word(cams.elevation_deg, cams.azimuth_deg, overhead_threshold=overhead_elevation,
                       front_range=front_range)
     prompts = guidance.encode_prompts([caption(shape, color, w) for w in words])
+    guidance.set_view(ViewContext(cameras=cams, height=guidance.resolution, width=guidance.resolution,
+                                  shading=["lambertian" if x else "albedo" for x in lambertian.tolist()],
+                                  ambient_ratio=[AMBIENT_RATIO] * views, background=torch.ones(views, 1, 1, 3)))
     out = guidance.sds(images, prompts["cond"], prompts["uncond"], guidance_scale=scale, noise_samples=draws,
                        generator=torch.Generator().manual_seed(seed + 1))
     out.loss.backward()
@@ -87,11 +91,15 @@ def main(argv=None) -> int:
     p.add_argument("--prior", default="shapes")
     p.add_argument("--elevations", default=None,
                    help="elevation bands LO:HI,... (degrees) to measure separately; default: the training range")
+    p.add_argument("--elevation-guidance", type=float, default=None,
+                   help="classifier guidance toward the camera's elevation (default: the prior's recipe)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     guidance = PixelDiffusionGuidance.from_builtin(args.prior)
     # the view rule a run on this prior prompts with (its kind's recipe and its folder's fastdream.json)
     rule = make_config("fast", **{"guidance.spec": f"builtin:{args.prior}"}).guidance
+    guidance.use_elevation_guidance(rule.elevation_guidance if args.elevation_guidance is None
+                                    else args.elevation_guidance)
     rows = []
     bands = [None] if args.elevations is None else [tuple(float(v) for v in b.split(":"))
                                                     for b in args.elevations.split(",")]

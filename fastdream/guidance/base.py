@@ -91,16 +91,41 @@ class Guidance(abc.ABC):
         """One SDS evaluation of images [B,3,H,W] in [0,1] (requiring grad). noise_samples: (timestep, noise)
         draws per image whose gradients are averaged: one render, a lower-variance update."""
 
+    # Classifier guidance toward each view's camera elevation (fastdream.priors.elevation): a model folder that
+    # ships an elevation_classifier/ sets elevation_classifier; guidance.elevation_guidance sets the scale.
+    elevation_classifier = None
+    elevation_scale = 0.0
+    _view_elevations = None
+
     def set_view(self, view: ViewContext) -> None:
-        """Called by the trainer before each sds(); guidances that do not need the camera ignore it."""
-        del view
+        """Called by the trainer before each sds(); the base keeps the cameras' elevations for elevation guidance."""
+        self._view_elevations = view.cameras.elevation_deg.detach().float().reshape(-1)
 
     def use_elevation_guidance(self, scale: float) -> None:
-        """Guide toward each view's camera elevation at `scale` (guidance.elevation_guidance); only a pixel prior
-        that ships an elevation classifier can."""
-        if scale > 0:
-            raise UserError(f"guidance.elevation_guidance needs a pixel-space prior with an elevation_classifier/ "
-                            f"folder (builtin:shapes has one), not {type(self).__name__}")
+        """Guide toward each view's camera elevation at `scale` (guidance.elevation_guidance); needs a model whose
+        folder ships an elevation classifier."""
+        if scale > 0 and self.elevation_classifier is None:
+            raise UserError(f"guidance.elevation_guidance needs a model folder with an elevation_classifier/ "
+                            f"(builtin:shapes has one; python -m fastdream.priors.train_elevation trains one), "
+                            f"which this {type(self).__name__} has not")
+        self.elevation_scale = float(scale)
+
+    def guide_elevation(self, eps_hat: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+        """ε̂ − s·σ_t·∇_{x_t} log p(elevation | x_t) with the elevations set_view announced (the classifier adds the
+        condition a prior's captions lack; by Bayes the sum is the score of p(x_t | c, e)). x_t [D·B,...] is
+        draw-major over the B views, abar [D·B,1,1,1] its ᾱ_t. Unchanged when the scale is 0."""
+        if self.elevation_scale <= 0:
+            return eps_hat
+        views = self._view_elevations
+        if views is None or x_t.shape[0] % views.shape[0]:
+            raise ValueError("elevation guidance needs set_view() with the cameras of the rendered batch")
+        elevation = views.to(x_t.device).repeat(x_t.shape[0] // views.shape[0])
+        sigma = (1 - abar).sqrt()
+        with torch.enable_grad():
+            x = x_t.detach().requires_grad_(True)
+            log_p = self.elevation_classifier.log_prob(x, sigma.reshape(-1), elevation).sum()
+            (grad,) = torch.autograd.grad(log_p, x)
+        return eps_hat - self.elevation_scale * sigma * grad
 
     def sample_timesteps(self, batch: int, t_range: tuple[float, float], device,
                          generator: torch.Generator | None = None) -> torch.Tensor:

@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fastdream.errors import UserError
 from fastdream.guidance.base import Guidance, SDSOutput, check_noise_samples, mean_over_draws, repeat_for_draws
 
 __all__ = ["PixelDiffusionGuidance", "FAST_PRESET"]
@@ -72,10 +71,8 @@ class PixelDiffusionGuidance(Guidance):
         self.alphas_cumprod = alphas_cumprod.to(self.device, torch.float32)
         self.num_train_timesteps = self.alphas_cumprod.shape[0]
         self.resolution = int(unet.config.sample_size)
-        # fastdream.priors.elevation.ElevationClassifier or None; used when use_elevation_guidance(scale > 0)
-        self.elevation_classifier = None if elevation_classifier is None else elevation_classifier.to(self.device)
-        self.elevation_scale = 0.0
-        self._elevations = None  # [B] degrees of the views set_view announced
+        if elevation_classifier is not None:  # fastdream.priors.elevation; see Guidance.guide_elevation
+            self.elevation_classifier = elevation_classifier.to(self.device)
 
     @classmethod
     def from_builtin(cls, name: str, device="cpu", dtype=None) -> "PixelDiffusionGuidance":
@@ -114,30 +111,6 @@ class PixelDiffusionGuidance(Guidance):
         from fastdream.priors.elevation import load_classifier
         return cls(unet, text, tokenizer, sched.alphas_cumprod.float(), device=device, dtype=dtype,
                    elevation_classifier=load_classifier(folder))
-
-    def use_elevation_guidance(self, scale: float) -> None:
-        if scale > 0 and self.elevation_classifier is None:
-            raise UserError("guidance.elevation_guidance needs an elevation_classifier/ in the prior's folder (train "
-                            "one with python -m fastdream.priors.train_elevation --prior DIR)")
-        self.elevation_scale = float(scale)
-
-    def set_view(self, view) -> None:
-        self._elevations = view.cameras.elevation_deg.detach().float().reshape(-1)
-
-    def _guide_elevation(self, eps_hat: torch.Tensor, x_t: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """ε̂ − s·σ_t·∇_{x_t} log p(elevation | x_t): the classifier adds the camera's elevation, which the prior's
-        captions do not carry (fastdream.priors.elevation). x_t [D·B,3,R,R] is draw-major over the B views."""
-        if self.elevation_scale <= 0:
-            return eps_hat
-        if self._elevations is None or x_t.shape[0] % self._elevations.shape[0]:
-            raise ValueError("elevation guidance needs set_view() with the cameras of the rendered batch")
-        elevation = self._elevations.to(self.device).repeat(x_t.shape[0] // self._elevations.shape[0])
-        sigma = (1 - a).sqrt()
-        with torch.enable_grad():
-            x = x_t.detach().requires_grad_(True)
-            log_p = self.elevation_classifier.log_prob(x, sigma.reshape(-1), elevation).sum()
-            (grad,) = torch.autograd.grad(log_p, x)
-        return eps_hat - self.elevation_scale * sigma * grad
 
     @torch.no_grad()
     def _embed(self, prompts: list[str]) -> torch.Tensor:
@@ -204,7 +177,7 @@ class PixelDiffusionGuidance(Guidance):
         x_t = a.sqrt() * xs + (1 - a).sqrt() * noise
         cond = cond if cond.shape[0] == 1 else repeat_for_draws(cond, k)
         eps_hat = self.predict_noise(x_t, t, cond.to(self.device), uncond.to(self.device), guidance_scale)
-        eps_hat = self._guide_elevation(eps_hat, x_t, a)
+        eps_hat = self.guide_elevation(eps_hat, x_t, a)
         grad = mean_over_draws(torch.nan_to_num((1 - a) * (eps_hat - noise)), k)
         out = SDSOutput(loss=self.sds_loss(x, grad), t=t, grad_norm=grad.norm().detach())
         if hasattr(out, "extras"):

@@ -166,8 +166,13 @@ class StableDiffusionGuidance(Guidance):
         tiny = load_tiny_encoder(tiny_encoder, dtype, local_files_only) if encoder == "tiny" else None
         log.info("loaded Stable Diffusion %s (%s, %s%s)", model, device, str(dtype).replace("torch.", ""),
                  f", tiny encoder {tiny_encoder}" if tiny is not None else "")
-        return cls(*parts, device=device, dtype=dtype, compile=compile, channels_last=channels_last, encoder=tiny,
-                   cuda_graphs=cuda_graphs)
+        guidance = cls(*parts, device=device, dtype=dtype, compile=compile, channels_last=channels_last,
+                       encoder=tiny, cuda_graphs=cuda_graphs)
+        if is_dir:  # a local folder may ship an elevation classifier for its latents (fastdream.priors.elevation)
+            from fastdream.priors.elevation import load_classifier
+            classifier = load_classifier(source)
+            guidance.elevation_classifier = None if classifier is None else classifier.to(device)
+        return guidance
 
     def release_text_encoder(self) -> None:
         """Drop the text encoder (SD 2.1's is 340M parameters) once the run's prompts are encoded."""
@@ -232,7 +237,7 @@ class StableDiffusionGuidance(Guidance):
         with torch.no_grad():
             x_t = abar.sqrt() * draws + (1 - abar).sqrt() * noise
             cond = repeat_for_draws(cond, k)  # predict_noise takes one cond row per image, as the trainer passes
-            noise_pred = self.predict_noise(x_t, t, cond, uncond, guidance_scale)
+            noise_pred = self.guide_elevation(self.predict_noise(x_t, t, cond, uncond, guidance_scale), x_t, abar)
             # nan_to_num as both references do: a NaN from the fp16/bf16 UNet must not poison the field; NaN in the
             # renders themselves still reaches the trainer's guard through the loss
             grad = mean_over_draws(torch.nan_to_num((1 - abar) * (noise_pred - noise)), k)

@@ -22,22 +22,23 @@ SUBFOLDER = "elevation_classifier"
 
 
 class ElevationClassifier(nn.Module):
-    """Logits over elevation bins [lo, lo + bin), ... up to hi for noisy model-space images x_t [B,3,R,R] at noise
-    level sigma = sqrt(1 - alphā_t) [B]. Tiny on purpose: it ships beside the prior under the weights' size cap."""
+    """Logits over elevation bins [lo, lo + bin), ... up to hi for noisy model-space inputs x_t [B,C,R,R] (pixels in
+    [-1, 1], C=3, or a latent model's scaled latents, C=4) at noise level sigma = sqrt(1 - alphā_t) [B]. Tiny on
+    purpose: it ships beside the prior under the weights' size cap."""
 
     def __init__(self, resolution: int = 32, lo: float = -10.0, hi: float = 45.0, bin_deg: float = 5.0,
-                 width: int = 32):
+                 width: int = 32, in_channels: int = 3):
         super().__init__()
         if resolution % 8 or hi <= lo or bin_deg <= 0:
             raise ValueError(f"bad classifier config: resolution {resolution} (multiple of 8), bins {lo}..{hi} by "
                              f"{bin_deg}")
-        self.config = dict(resolution=resolution, lo=lo, hi=hi, bin_deg=bin_deg, width=width)
+        self.config = dict(resolution=resolution, lo=lo, hi=hi, bin_deg=bin_deg, width=width, in_channels=in_channels)
         self.bins = int(round((hi - lo) / bin_deg))
 
         def block(cin, cout):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1), nn.GroupNorm(4, cout), nn.SiLU())
 
-        self.features = nn.Sequential(block(4, 16), block(16, width), block(width, 16))
+        self.features = nn.Sequential(block(in_channels + 1, 16), block(16, width), block(width, 16))
         self.flat = nn.Linear(16 * (resolution // 8) ** 2, width)
         self.noise_embedding = nn.Linear(1, width)
         self.head = nn.Sequential(nn.SiLU(), nn.Linear(width, self.bins))

@@ -55,11 +55,11 @@ def test_guidance_subtracts_sigma_times_the_classifier_score(tmp_path):
     assert g.elevation_classifier is not None
     clf = g.elevation_classifier.double()
     g.use_elevation_guidance(3.0)
-    g._elevations = torch.tensor([-5.0, 30.0])
+    g._view_elevations = torch.tensor([-5.0, 30.0])
     x_t = torch.randn(4, 3, 16, 16, dtype=torch.float64)  # two draws of two views, draw-major
     a = torch.rand(4, 1, 1, 1, dtype=torch.float64) * 0.9 + 0.05
     eps = torch.randn_like(x_t)
-    guided = g._guide_elevation(eps.clone(), x_t, a)
+    guided = g.guide_elevation(eps.clone(), x_t, a)
     el = torch.tensor([-5.0, 30.0, -5.0, 30.0], dtype=torch.float64)
     sigma = (1 - a).sqrt().reshape(-1)
     # the directional derivative of sum log p(e | x_t) along v, by central differences in float64
@@ -77,7 +77,7 @@ def test_elevation_guidance_refusals(tmp_path):
     bare.use_elevation_guidance(0.0)  # off: nothing needed
     with pytest.raises(UserError, match="elevation_classifier"):
         bare.use_elevation_guidance(4.0)
-    with pytest.raises(UserError, match="pixel-space prior"):
+    with pytest.raises(UserError, match="elevation_classifier"):
         TargetGuidance("sphere").use_elevation_guidance(4.0)
     TargetGuidance("sphere").use_elevation_guidance(0.0)
     with pytest.raises(UserError, match="elevation_guidance"):
@@ -111,6 +111,10 @@ def test_training_script_writes_a_classifier_and_refuses_bad_input(tmp_path, cap
     folder = _tiny_prior_folder(tmp_path, with_classifier=False)
     assert train_elevation.main(["--prior", str(folder), "--per-shape", "4", "--steps", "3", "--batch", "8"]) == 0
     assert load_classifier(folder) is not None and (folder / SUBFOLDER / "model.safetensors").is_file()
+    from tests.helpers.tiny_sd import make_tiny_sd
+    sd = make_tiny_sd(tmp_path / "sd")  # a latent prior: the classifier reads its VAE's 4-channel latents
+    assert train_elevation.main(["--prior", str(sd), "--per-shape", "4", "--steps", "3", "--batch", "8"]) == 0
+    assert load_classifier(sd).config["in_channels"] == 4 and load_classifier(sd).config["resolution"] == 8
     assert train_elevation.main(["--prior", str(tmp_path / "missing")]) == 2
     assert train_elevation.main(["--prior", str(folder), "--steps", "0"]) == 2
     err = capsys.readouterr().err
@@ -130,3 +134,38 @@ def test_the_shipped_classifier_reads_the_elevation_of_fresh_renders():
     prior = PixelDiffusionGuidance.from_pretrained(shipped)
     errors = heldout_error(clf, bank, torch.arange(len(bank)), prior.alphas_cumprod.cpu(), n=600)
     assert errors["t0-200"] < 9.0, errors
+
+
+def test_a_stable_diffusion_folder_with_a_latent_classifier_is_guided_on_its_latents(tmp_path):
+    """Any local SD folder may ship a classifier of its latents (builtin:shapes-sd can): the SD guidance loads it,
+    and its noise prediction moves by exactly -s * sigma_t * grad log p(elevation | z_t)."""
+    from fastdream.cameras import CameraConfig, CameraSampler
+    from fastdream.guidance.stable_diffusion import StableDiffusionGuidance
+    from tests.helpers.tiny_sd import make_tiny_sd
+    folder = make_tiny_sd(tmp_path / "sd")
+    plain = StableDiffusionGuidance.from_pretrained(str(folder), dtype=torch.float32)
+    assert plain.elevation_classifier is None
+    torch.manual_seed(4)
+    ElevationClassifier(resolution=plain.latent_size, width=16, in_channels=4).save(folder)
+    g = StableDiffusionGuidance.from_pretrained(str(folder), dtype=torch.float32)
+    assert g.elevation_classifier is not None and g.elevation_classifier.config["in_channels"] == 4
+    cams = CameraSampler(CameraConfig()).sample(2, torch.Generator().manual_seed(0))
+    g.set_view(ViewContext(cameras=cams, height=32, width=32, shading=["albedo"] * 2, ambient_ratio=[0.1] * 2,
+                           background=torch.ones(2, 32, 32, 3)))
+    prompts = g.encode_prompts(["a red cube"])
+    images = torch.rand(2, 3, 32, 32)
+
+    def run(scale):
+        g.use_elevation_guidance(scale)
+        return g.sds(images.clone().requires_grad_(True), prompts["cond"].expand(2, -1, -1), prompts["uncond"],
+                     guidance_scale=3.0, noise_samples=2, generator=torch.Generator().manual_seed(7))
+
+    off, on = run(0.0), run(5.0)
+    assert torch.equal(off.t, on.t) and torch.equal(off.extras["x_t"], on.extras["x_t"])
+    x = off.extras["x_t"].detach().requires_grad_(True)
+    sigma = (1 - g.alphas_cumprod[off.t]).sqrt()
+    log_p = g.elevation_classifier.log_prob(x, sigma, cams.elevation_deg.float().repeat(2)).sum()
+    (score,) = torch.autograd.grad(log_p, x)
+    expected = off.extras["noise_pred"] - 5.0 * sigma[:, None, None, None] * score
+    assert score.abs().sum() > 0
+    assert torch.allclose(on.extras["noise_pred"], expected, atol=1e-5)
