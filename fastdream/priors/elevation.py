@@ -27,18 +27,19 @@ class ElevationClassifier(nn.Module):
     purpose: it ships beside the prior under the weights' size cap."""
 
     def __init__(self, resolution: int = 32, lo: float = -10.0, hi: float = 45.0, bin_deg: float = 5.0,
-                 width: int = 32, in_channels: int = 3):
+                 width: int = 32, in_channels: int = 3, stem: int = 16):
         super().__init__()
         if resolution % 8 or hi <= lo or bin_deg <= 0:
             raise ValueError(f"bad classifier config: resolution {resolution} (multiple of 8), bins {lo}..{hi} by "
                              f"{bin_deg}")
-        self.config = dict(resolution=resolution, lo=lo, hi=hi, bin_deg=bin_deg, width=width, in_channels=in_channels)
+        self.config = dict(resolution=resolution, lo=lo, hi=hi, bin_deg=bin_deg, width=width, in_channels=in_channels,
+                           stem=stem)
         self.bins = int(round((hi - lo) / bin_deg))
 
         def block(cin, cout):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1), nn.GroupNorm(4, cout), nn.SiLU())
 
-        self.features = nn.Sequential(block(in_channels + 1, 16), block(16, width), block(width, 16))
+        self.features = nn.Sequential(block(in_channels + 1, stem), block(stem, width), block(width, 16))
         self.flat = nn.Linear(16 * (resolution // 8) ** 2, width)
         self.noise_embedding = nn.Linear(1, width)
         self.head = nn.Sequential(nn.SiLU(), nn.Linear(width, self.bins))
@@ -68,7 +69,7 @@ class ElevationClassifier(nn.Module):
         from safetensors.torch import save_file
         out = Path(folder) / SUBFOLDER
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
+        (out / "config.json").write_text(json.dumps(self.config) + "\n")
         save_file({k: v.detach().half().contiguous() for k, v in self.state_dict().items()},
                   str(out / "model.safetensors"))
         return out

@@ -117,7 +117,8 @@ def _prior_space(folder: Path):
             return sd.encode_images(images, generator)
 
         return (sd.image_size, sd.alphas_cumprod.cpu(), latents,
-                ElevationClassifier(resolution=sd.latent_size, width=16, in_channels=sd.encoder.latent_channels))
+                ElevationClassifier(resolution=sd.latent_size, width=8, stem=8,
+                                    in_channels=sd.encoder.latent_channels))
     from fastdream.guidance.pixel import PixelDiffusionGuidance
     prior = PixelDiffusionGuidance.from_pretrained(folder)
     return prior.resolution, prior.alphas_cumprod.cpu(), pixels, ElevationClassifier(resolution=prior.resolution)

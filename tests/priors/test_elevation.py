@@ -169,3 +169,18 @@ def test_a_stable_diffusion_folder_with_a_latent_classifier_is_guided_on_its_lat
     expected = off.extras["noise_pred"] - 5.0 * sigma[:, None, None, None] * score
     assert score.abs().sum() > 0
     assert torch.allclose(on.extras["noise_pred"], expected, atol=1e-5)
+
+
+def test_the_shipped_latent_classifier_reads_the_elevation_of_fresh_renders():
+    """builtin:shapes-sd ships a classifier of its scaled latents and declares its scale; at low noise it reads the
+    elevation of renders it never saw better than chance (~14 degrees)."""
+    from fastdream.priors import shapes_data
+    from fastdream.priors.train_elevation import _prior_space, heldout_error
+    shipped = BUILTIN_DIR / "shapes-sd"
+    clf = load_classifier(shipped)
+    assert clf is not None and clf.config["in_channels"] == 4
+    assert model_recipe(str(shipped))["guidance.elevation_guidance"] > 0
+    resolution, alphas_cumprod, to_model, _ = _prior_space(shipped)
+    bank = shapes_data.build_bank(40, resolution, seed=987)
+    errors = heldout_error(clf, bank, torch.arange(len(bank)), alphas_cumprod, n=600, to_model=to_model)
+    assert errors["t0-200"] < 11.5, errors

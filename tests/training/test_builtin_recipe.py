@@ -6,8 +6,10 @@ with CFG, CLIP text encoder), so a regression there fails here too.
 Before the fast recipe got its sparsity weight and white background, this run grew a slab that filled the field box
 (fitted size 0.99, every held-out view fully opaque): the assertions below fail it. Before it guided at 7.5 with 4
 noise draws per render, half the cube's surface lay more than 0.05 off the true faces (49.5% builtin:shapes, 47.2%
-builtin:shapes-sd); now 18.4% and 35.2% (bench/results/2026-12-02-cpu-recipe-truth*.md), and OFF_SURFACE_CEILING
-fails the old recipe. The issue's bar is 5%, which the cube does not meet yet.
+builtin:shapes-sd); then 18.4% and 35.2% (bench/results/2026-12-02-cpu-recipe-truth*.md). builtin:shapes now also
+guides toward each view's camera elevation (its folder's elevation classifier): 9.2%
+(bench/results/2026-12-03-cpu-recipe-truth-builtin.md). OFF_SURFACE_CEILING fails each older recipe. The issue's
+bar is 5%, which the cube does not meet yet.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from fastdream.cli import main
 
 pytestmark = pytest.mark.slow
 
-OFF_SURFACE_CEILING = 0.40
+OFF_SURFACE_CEILING = {"builtin:shapes": 0.15, "builtin:shapes-sd": 0.40}
 
 
 @pytest.mark.parametrize("model", ["builtin:shapes", "builtin:shapes-sd"])
@@ -36,7 +38,7 @@ def test_fast_recipe_trains_a_cube_of_the_priors_size(tmp_path, model):
     assert truth["chamfer_mesh_to_truth_pct"] <= 2.5 and truth["chamfer_truth_to_mesh_pct"] <= 2.5, truth
     assert truth["silhouette_iou"] >= 0.8, truth
     assert truth["validity"]["watertight"] and truth["validity"]["components"] == 1, truth["validity"]
-    assert truth["off_surface"] <= OFF_SURFACE_CEILING, truth
+    assert truth["off_surface"] <= OFF_SURFACE_CEILING[model], truth
     assert row["rank"] == 1, row["top"][:3]  # and R@1 still names it
 
     # the late training views show background: mean opacity well below a filled frame (a true 0.5 cube covers
