@@ -29,7 +29,7 @@ FAST_PRESET: dict = {}
 # (BASE_PRESET: softplus + cone) stays, as the recipe only merges field options. With SD's sparsity 1.0 and a random
 # background this model's "a red cube" was a ragged slab (fitted size 0.58, 62% of the area off the truth); with
 # sparsity 100 and white 0.48 and 47%; with CFG 7.5 and 4 draws as well, 0.40 and 35%
-# (bench/results/2026-12-02-cpu-builtin-recipe.md, fastdream/priors/weights/shapes-sd/TRAINING.md).
+# (bench/results/2026-12-02-cpu-builtin-recipe.md, docs/shapes-sd-sds-recipe.md).
 SMALL_IMAGE_SIZE = 64
 SMALL_FAST_PRESET: dict = pixel.FAST_PRESET
 
