@@ -21,7 +21,7 @@ from fastdream.cli import main
 
 pytestmark = pytest.mark.slow
 
-# builtin:shapes-sd's cube lies 35-46% off at seeds 0-2, with or without its elevation guidance (which fixes its tori
+# builtin:shapes-sd's red cube lay 35-45% off over seeds 0-2 before its elevation guidance (which fixes its tori
 # and cones, bench/results/2026-12-03-cpu-recipe-truth-shapes-sd-builtin.md); this very run reads 39.2%
 OFF_SURFACE_CEILING = {"builtin:shapes": 0.15, "builtin:shapes-sd": 0.45}
 
