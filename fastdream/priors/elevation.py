@@ -1,16 +1,17 @@
-"""A noise-conditioned camera-elevation classifier p(elevation | x_t) for a pixel-space shapes prior.
+"""A noise-conditioned camera-elevation classifier p(elevation | x_t) for a shapes prior (its pixels or SD latents).
 
 The shapes priors are captioned by azimuth only, so a prior's prediction for a low view is an average over the
 elevations of its data: SDS then pushes a flat bottom down into a pyramid (bench/results/
 2026-12-03-cpu-prior-border-push-by-elevation.md). Classifier guidance (Dhariwal & Nichol 2021) adds the missing
 condition without retraining the prior: by Bayes, ∇ log p(x_t | c, e) = ∇ log p(x_t | c) + ∇ log p(e | x_t), so
-ε̂ -= s·σ_t·∇_{x_t} log p(e | x_t) with the camera's elevation e (fastdream.guidance.pixel).
+ε̂ -= s·σ_t·∇_{x_t} log p(e | x_t) with the camera's elevation e (fastdream.guidance.base.Guidance.guide_elevation).
 
 Saved as FOLDER/elevation_classifier/{config.json, model.safetensors} (float16), next to the prior it serves.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -66,21 +67,32 @@ class ElevationClassifier(nn.Module):
         return torch.log((p * self.soft_targets(elevation_deg.to(p.device))).sum(-1).clamp_min(1e-12))
 
     def save(self, folder: str | Path) -> Path:
+        """Write FOLDER/elevation_classifier/: the weights first, config.json last (load_classifier looks for it), each
+        through a temporary file, so an interrupted save never leaves a half-written classifier behind."""
         from safetensors.torch import save_file
         out = Path(folder) / SUBFOLDER
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(self.config) + "\n")
+        (out / "config.json").unlink(missing_ok=True)
         save_file({k: v.detach().half().contiguous() for k, v in self.state_dict().items()},
-                  str(out / "model.safetensors"))
+                  str(out / "model.safetensors.tmp"))
+        os.replace(out / "model.safetensors.tmp", out / "model.safetensors")
+        (out / "config.json.tmp").write_text(json.dumps(self.config) + "\n")
+        os.replace(out / "config.json.tmp", out / "config.json")
         return out
 
 
 def load_classifier(folder: str | Path) -> ElevationClassifier | None:
     """The classifier saved in FOLDER/elevation_classifier (float32, eval mode), or None when there is none."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
     sub = Path(folder) / SUBFOLDER
     if not (sub / "config.json").is_file():
         return None
-    model = ElevationClassifier(**json.loads((sub / "config.json").read_text()))
-    model.load_state_dict({k: v.float() for k, v in load_file(str(sub / "model.safetensors")).items()})
+    try:
+        model = ElevationClassifier(**json.loads((sub / "config.json").read_text()))
+        model.load_state_dict({k: v.float() for k, v in load_file(str(sub / "model.safetensors")).items()})
+    except (OSError, ValueError, TypeError, RuntimeError, SafetensorError) as e:  # a broken folder: one line, not a traceback
+        from fastdream.errors import UserError
+        raise UserError(f"{sub}: not a readable elevation classifier ({str(e).splitlines()[0]}); retrain it with "
+                        f"python -m fastdream.priors.train_elevation or remove the folder") from None
     return model.eval().requires_grad_(False)

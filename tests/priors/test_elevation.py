@@ -45,6 +45,13 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.config == model.config
     assert torch.allclose(loaded(x, sigma), model(x, sigma), atol=2e-2)  # saved in float16
     assert load_classifier(tmp_path / "nothing") is None
+    (tmp_path / SUBFOLDER / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(UserError, match="not a readable elevation classifier"):
+        load_classifier(tmp_path)
+    (tmp_path / SUBFOLDER / "config.json").write_text("{")
+    with pytest.raises(UserError, match="not a readable elevation classifier"):
+        load_classifier(tmp_path)
+    assert sorted(p.name for p in (tmp_path / SUBFOLDER).iterdir()) == ["config.json", "model.safetensors"]
     with pytest.raises(ValueError, match="bad classifier config"):
         ElevationClassifier(resolution=20)
 
