@@ -108,18 +108,29 @@ class Guidance(abc.ABC):
             raise UserError(f"guidance.elevation_guidance needs a model folder with an elevation_classifier/ "
                             f"(builtin:shapes has one; python -m fastdream.priors.train_elevation trains one), "
                             f"which this {type(self).__name__} has not")
+        if scale > 0:
+            c, want = self.elevation_classifier.config, self.model_space()
+            if (c.get("in_channels", 3), c["resolution"]) != want:
+                raise UserError(f"the elevation classifier reads {c.get('in_channels', 3)} x {c['resolution']}² "
+                                f"inputs, this model's space is {want[0]} x {want[1]}²: retrain it with python -m "
+                                f"fastdream.priors.train_elevation --prior FOLDER")
         self.elevation_scale = float(scale)
 
-    def guide_elevation(self, eps_hat: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    def model_space(self) -> tuple[int, int]:
+        """(channels, resolution) of what the diffusion model denoises; guidances with an elevation classifier say."""
+        raise NotImplementedError
+
+    def guide_elevation(self, eps_hat: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor,
+                        draws: int) -> torch.Tensor:
         """ε̂ − s·σ_t·∇_{x_t} log p(elevation | x_t) with the elevations set_view announced (the classifier adds the
         condition a prior's captions lack; by Bayes the sum is the score of p(x_t | c, e)). x_t [D·B,...] is
-        draw-major over the B views, abar [D·B,1,1,1] its ᾱ_t. Unchanged when the scale is 0."""
+        draw-major over the B views (D = draws), abar [D·B,1,1,1] its ᾱ_t. Unchanged when the scale is 0."""
         if self.elevation_scale <= 0:
             return eps_hat
         views = self._view_elevations
-        if views is None or x_t.shape[0] % views.shape[0]:
+        if views is None or views.shape[0] * draws != x_t.shape[0]:
             raise ValueError("elevation guidance needs set_view() with the cameras of the rendered batch")
-        elevation = views.to(x_t.device).repeat(x_t.shape[0] // views.shape[0])
+        elevation = views.to(x_t.device).repeat(draws)
         sigma = (1 - abar).sqrt()
         with torch.enable_grad():
             x = x_t.detach().requires_grad_(True)

@@ -81,8 +81,10 @@ class PixelDiffusionGuidance(Guidance):
         return cls.from_pretrained(builtin_path(name), device=device, dtype=dtype)
 
     @classmethod
-    def from_pretrained(cls, folder, device="cpu", dtype=None) -> "PixelDiffusionGuidance":
-        """A local diffusers folder with unet/, text_encoder/, tokenizer/ and optionally scheduler/ (no vae/)."""
+    def from_pretrained(cls, folder, device="cpu", dtype=None, elevation_classifier: bool = True
+                        ) -> "PixelDiffusionGuidance":
+        """A local diffusers folder with unet/, text_encoder/, tokenizer/ and optionally scheduler/ (no vae/);
+        elevation_classifier=False ignores its elevation_classifier/ (train_elevation replaces it)."""
         from diffusers import DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel
         from fastdream.priors.model import _quiet_diffusers
@@ -110,7 +112,10 @@ class PixelDiffusionGuidance(Guidance):
             sched = DDPMScheduler(num_train_timesteps=1000)
         from fastdream.priors.elevation import load_classifier
         return cls(unet, text, tokenizer, sched.alphas_cumprod.float(), device=device, dtype=dtype,
-                   elevation_classifier=load_classifier(folder))
+                   elevation_classifier=load_classifier(folder) if elevation_classifier else None)
+
+    def model_space(self) -> tuple[int, int]:
+        return 3, self.resolution
 
     @torch.no_grad()
     def _embed(self, prompts: list[str]) -> torch.Tensor:
@@ -177,7 +182,7 @@ class PixelDiffusionGuidance(Guidance):
         x_t = a.sqrt() * xs + (1 - a).sqrt() * noise
         cond = cond if cond.shape[0] == 1 else repeat_for_draws(cond, k)
         eps_hat = self.predict_noise(x_t, t, cond.to(self.device), uncond.to(self.device), guidance_scale)
-        eps_hat = self.guide_elevation(eps_hat, x_t, a)
+        eps_hat = self.guide_elevation(eps_hat, x_t, a, k)
         grad = mean_over_draws(torch.nan_to_num((1 - a) * (eps_hat - noise)), k)
         out = SDSOutput(loss=self.sds_loss(x, grad), t=t, grad_norm=grad.norm().detach())
         if hasattr(out, "extras"):

@@ -144,9 +144,10 @@ class StableDiffusionGuidance(Guidance):
     def from_pretrained(cls, model: str = DEFAULT_MODEL, device="cpu", dtype: torch.dtype | None = None,
                         compile: bool = False, local_files_only: bool | None = None, encoder: str = "vae",
                         tiny_encoder: str = DEFAULT_TINY_ENCODER, channels_last: bool = True,
-                        cuda_graphs: bool = False) -> "StableDiffusionGuidance":
+                        cuda_graphs: bool = False, elevation_classifier: bool = True) -> "StableDiffusionGuidance":
         """Load a local folder or hub id (cache first). Missing/unreachable weights raise one UserError.
-        encoder="tiny" encodes with the AutoencoderTiny at `tiny_encoder` (folder or hub id) and skips the VAE."""
+        encoder="tiny" encodes with the AutoencoderTiny at `tiny_encoder` (folder or hub id) and skips the VAE.
+        elevation_classifier=False ignores a folder's elevation_classifier/ (train_elevation replaces it)."""
         device = torch.device(device)
         dtype = dtype or default_dtype(device)
         is_dir, source = resolve_source(model, "--model", "a local copy needs unet/, vae/, text_encoder/, tokenizer/ "
@@ -168,11 +169,15 @@ class StableDiffusionGuidance(Guidance):
                  f", tiny encoder {tiny_encoder}" if tiny is not None else "")
         guidance = cls(*parts, device=device, dtype=dtype, compile=compile, channels_last=channels_last,
                        encoder=tiny, cuda_graphs=cuda_graphs)
-        if is_dir:  # a local folder may ship an elevation classifier for its latents (fastdream.priors.elevation)
+        # a local folder may ship an elevation classifier for its latents (fastdream.priors.elevation)
+        if is_dir and elevation_classifier:
             from fastdream.priors.elevation import load_classifier
             classifier = load_classifier(source)
             guidance.elevation_classifier = None if classifier is None else classifier.to(device)
         return guidance
+
+    def model_space(self) -> tuple[int, int]:
+        return self.encoder.latent_channels, self.latent_size
 
     def release_text_encoder(self) -> None:
         """Drop the text encoder (SD 2.1's is 340M parameters) once the run's prompts are encoded."""
@@ -237,7 +242,9 @@ class StableDiffusionGuidance(Guidance):
         with torch.no_grad():
             x_t = abar.sqrt() * draws + (1 - abar).sqrt() * noise
             cond = repeat_for_draws(cond, k)  # predict_noise takes one cond row per image, as the trainer passes
-            noise_pred = self.guide_elevation(self.predict_noise(x_t, t, cond, uncond, guidance_scale), x_t, abar)
+            noise_pred = self.predict_noise(x_t, t, cond, uncond, guidance_scale)
+            if not as_latent:  # the classifier reads VAE latents, not the warm-up's [rgb, opacity]
+                noise_pred = self.guide_elevation(noise_pred, x_t, abar, k)
             # nan_to_num as both references do: a NaN from the fp16/bf16 UNet must not poison the field; NaN in the
             # renders themselves still reaches the trainer's guard through the loss
             grad = mean_over_draws(torch.nan_to_num((1 - abar) * (noise_pred - noise)), k)

@@ -85,6 +85,7 @@ class TargetGuidance(Guidance):
         return {"cond": torch.zeros(len(prompts), 1, device=self.device), "uncond": torch.zeros(1, 1, device=self.device)}
 
     def set_view(self, view: ViewContext) -> None:
+        super().set_view(view)
         self._view = view
 
     @torch.no_grad()

@@ -63,8 +63,9 @@ class ElevationClassifier(nn.Module):
 
     def log_prob(self, x_t: torch.Tensor, sigma: torch.Tensor, elevation_deg: torch.Tensor) -> torch.Tensor:
         """log p(elevation | x_t) [B], the bins' probabilities interpolated at each elevation."""
-        p = torch.softmax(self.forward(x_t, sigma), -1)
-        return torch.log((p * self.soft_targets(elevation_deg.to(p.device))).sum(-1).clamp_min(1e-12))
+        log_p = torch.log_softmax(self.forward(x_t, sigma), -1)
+        # log sum_i w_i p_i; logsumexp keeps the gradient where p is tiny (a clamp would zero it)
+        return torch.logsumexp(log_p + self.soft_targets(elevation_deg.to(log_p.device)).log(), -1)
 
     def save(self, folder: str | Path) -> Path:
         """Write FOLDER/elevation_classifier/: the weights first, config.json last (load_classifier looks for it), each

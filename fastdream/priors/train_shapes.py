@@ -75,9 +75,14 @@ def write_model_recipe(out: Path, args) -> None:
     """The model folder's fastdream.json: a run must caption its views as the data were (fastdream.guidance.kinds)."""
     from fastdream.guidance.kinds import MODEL_RECIPE_FILE
     from fastdream.guidance.view_prompts import FRONT_AZIMUTH_RANGE
-    recipe = {"guidance.overhead_elevation": args.overhead_elevation,
-              "guidance.front_azimuth_range": FRONT_AZIMUTH_RANGE}
-    (Path(out) / MODEL_RECIPE_FILE).write_text(json.dumps({"recipe": recipe}, indent=1) + "\n")
+    path = Path(out) / MODEL_RECIPE_FILE
+    try:  # keep what the folder already declares beyond the caption rule (its elevation guidance scale)
+        recipe = dict(json.loads(path.read_text()).get("recipe", {})) if path.is_file() else {}
+    except (OSError, ValueError, AttributeError):
+        recipe = {}
+    recipe.update({"guidance.overhead_elevation": args.overhead_elevation,
+                   "guidance.front_azimuth_range": FRONT_AZIMUTH_RANGE})
+    path.write_text(json.dumps({"recipe": recipe}, indent=1) + "\n")
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -102,7 +107,7 @@ def _load_bank(args, state_dir: Path):
                                   overhead_elevation=overhead)
     log.info("rendered %d geometry views in %.1fs", len(bank), time.time() - t0)
     _atomic_save(dict(alpha=bank.alpha, shade=bank.shade, shape_idx=bank.shape_idx, view_idx=bank.view_idx,
-                      resolution=bank.resolution), path)
+                      resolution=bank.resolution, elevation_deg=bank.elevation_deg), path)
     return bank
 
 

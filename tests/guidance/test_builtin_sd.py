@@ -57,7 +57,9 @@ def test_small_sd_models_get_the_small_fast_recipe(tmp_path):
     assert stable_diffusion.native_image_size(str(large)) == 128
     assert stable_diffusion.native_image_size(stable_diffusion.DEFAULT_MODEL) is None  # a hub id: not read
     small_fast = {**stable_diffusion.BASE_PRESET, **stable_diffusion.SMALL_FAST_PRESET}
-    shipped = {}  # the shipped folder declares nothing: its data were captioned by the default view rule
+    # the shipped folder declares only its elevation classifier's scale (its data were captioned by the default
+    # view rule)
+    shipped = {"guidance.elevation_guidance": 24.0}
     assert kinds.model_recipe(str(BUILTIN_DIR / "shapes-sd")) == shipped
     assert kinds.recipe("builtin:shapes-sd", None, "fast") == {**small_fast, **shipped}
     assert kinds.recipe("sd", "builtin:shapes-sd", "fast") == {**small_fast, **shipped}
@@ -67,7 +69,7 @@ def test_small_sd_models_get_the_small_fast_recipe(tmp_path):
     assert kinds.recipe("sd", str(large), "fast") == sd_fast
     assert kinds.recipe("sd", stable_diffusion.DEFAULT_MODEL, "fast") == sd_fast
     assert kinds.recipe("builtin:shapes-sd", None, "default") == {**stable_diffusion.BASE_PRESET, **shipped}
-    assert kinds.recipe("builtin:shapes", None, "fast") == pixel.FAST_PRESET
+    assert kinds.recipe("builtin:shapes", None, "fast") == {**pixel.FAST_PRESET, "guidance.elevation_guidance": 8.0}
 
 
 def test_a_model_folder_declares_how_its_data_was_captioned(tmp_path):

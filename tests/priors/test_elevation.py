@@ -66,7 +66,9 @@ def test_guidance_subtracts_sigma_times_the_classifier_score(tmp_path):
     x_t = torch.randn(4, 3, 16, 16, dtype=torch.float64)  # two draws of two views, draw-major
     a = torch.rand(4, 1, 1, 1, dtype=torch.float64) * 0.9 + 0.05
     eps = torch.randn_like(x_t)
-    guided = g.guide_elevation(eps.clone(), x_t, a)
+    guided = g.guide_elevation(eps.clone(), x_t, a, draws=2)
+    with pytest.raises(ValueError, match="set_view"):  # three draws of two views is not this batch
+        g.guide_elevation(eps.clone(), x_t, a, draws=3)
     el = torch.tensor([-5.0, 30.0, -5.0, 30.0], dtype=torch.float64)
     sigma = (1 - a).sqrt().reshape(-1)
     # the directional derivative of sum log p(e | x_t) along v, by central differences in float64
@@ -89,6 +91,19 @@ def test_elevation_guidance_refusals(tmp_path):
     TargetGuidance("sphere").use_elevation_guidance(0.0)
     with pytest.raises(UserError, match="elevation_guidance"):
         make_config("fast", overrides=["guidance.elevation_guidance=-1"])
+
+
+def test_a_classifier_of_another_model_space_is_refused(tmp_path):
+    """A classifier trained for another resolution (a retrained prior, a copied folder) is one UserError line when
+    the guidance is switched on, not a shape error mid-run; ignoring it (elevation_classifier=False) still loads."""
+    folder = _tiny_prior_folder(tmp_path, with_classifier=False)
+    ElevationClassifier(resolution=32).save(folder)  # the prior denoises 16² images
+    g = PixelDiffusionGuidance.from_pretrained(folder)
+    assert g.model_space() == (3, 16)
+    g.use_elevation_guidance(0.0)
+    with pytest.raises(UserError, match="retrain it"):
+        g.use_elevation_guidance(4.0)
+    assert PixelDiffusionGuidance.from_pretrained(folder, elevation_classifier=False).elevation_classifier is None
 
 
 def test_sds_with_elevation_guidance_needs_the_views(tmp_path):
@@ -122,6 +137,9 @@ def test_training_script_writes_a_classifier_and_refuses_bad_input(tmp_path, cap
     sd = make_tiny_sd(tmp_path / "sd")  # a latent prior: the classifier reads its VAE's 4-channel latents
     assert train_elevation.main(["--prior", str(sd), "--per-shape", "4", "--steps", "3", "--batch", "8"]) == 0
     assert load_classifier(sd).config["in_channels"] == 4 and load_classifier(sd).config["resolution"] == 8
+    (folder / SUBFOLDER / "config.json").write_text("{")  # a broken classifier is retrained, not a load error
+    assert train_elevation.main(["--prior", str(folder), "--per-shape", "4", "--steps", "3", "--batch", "8"]) == 0
+    assert load_classifier(folder).config["resolution"] == 16
     assert train_elevation.main(["--prior", str(tmp_path / "missing")]) == 2
     assert train_elevation.main(["--prior", str(folder), "--steps", "0"]) == 2
     err = capsys.readouterr().err
@@ -168,6 +186,15 @@ def test_a_stable_diffusion_folder_with_a_latent_classifier_is_guided_on_its_lat
                      guidance_scale=3.0, noise_samples=2, generator=torch.Generator().manual_seed(7))
 
     off, on = run(0.0), run(5.0)
+    # the latent warm-up's [rgb, opacity] images are not VAE latents: the classifier must not read them
+    warm = torch.rand(2, 4, plain.latent_size, plain.latent_size)
+    g.use_elevation_guidance(5.0)
+    warm_on = g.sds(warm.clone().requires_grad_(True), prompts["cond"].expand(2, -1, -1), prompts["uncond"],
+                    guidance_scale=3.0, noise_samples=2, generator=torch.Generator().manual_seed(7), as_latent=True)
+    g.use_elevation_guidance(0.0)
+    warm_off = g.sds(warm.clone().requires_grad_(True), prompts["cond"].expand(2, -1, -1), prompts["uncond"],
+                     guidance_scale=3.0, noise_samples=2, generator=torch.Generator().manual_seed(7), as_latent=True)
+    assert torch.equal(warm_on.extras["noise_pred"], warm_off.extras["noise_pred"])
     assert torch.equal(off.t, on.t) and torch.equal(off.extras["x_t"], on.extras["x_t"])
     x = off.extras["x_t"].detach().requires_grad_(True)
     sigma = (1 - g.alphas_cumprod[off.t]).sqrt()

@@ -23,6 +23,17 @@ def test_the_folder_declares_its_captions_view_rule(tmp_path):
         train_shapes.main(["--out", str(out), *TINY, "--resume"])
 
 
+def test_retraining_keeps_the_folders_other_recipe_keys(tmp_path):
+    """The elevation classifier outlives a UNet retrain, so its scale in fastdream.json must too."""
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / kinds.MODEL_RECIPE_FILE).write_text(json.dumps({"recipe": {"guidance.elevation_guidance": 8.0,
+                                                                       "guidance.overhead_elevation": 60.0}}))
+    assert train_shapes.main(["--out", str(out), *TINY, "--overhead-elevation", "25"]) == 0
+    assert kinds.model_recipe(str(out)) == {"guidance.elevation_guidance": 8.0, "guidance.overhead_elevation": 25.0,
+                                            "guidance.front_azimuth_range": 45.0}
+
+
 def test_init_from_starts_at_the_saved_weights(tmp_path):
     """--init-from loads a saved prior's weights, not a random init: at a zero learning rate they come out
     unchanged."""
