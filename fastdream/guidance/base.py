@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import abc
+import logging
 from dataclasses import dataclass, field
 
 import torch
 
 from fastdream.errors import UserError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Guidance", "SDSOutput", "ViewContext", "ddpm_alphas_cumprod", "repeat_for_draws", "mean_over_draws"]
 
@@ -101,9 +104,10 @@ class Guidance(abc.ABC):
         """Called by the trainer before each sds(); the base keeps the cameras' elevations for elevation guidance."""
         self._view_elevations = view.cameras.elevation_deg.detach().float().reshape(-1)
 
-    def use_elevation_guidance(self, scale: float) -> None:
+    def use_elevation_guidance(self, scale: float, elevation_range: tuple[float, float] | None = None) -> None:
         """Guide toward each view's camera elevation at `scale` (guidance.elevation_guidance); needs a model whose
-        folder ships an elevation classifier."""
+        folder ships an elevation classifier. elevation_range (the run's cameras) is checked against the elevations
+        the classifier knows: it reads a camera outside them as its nearest end, which a warning says."""
         if scale > 0 and self.elevation_classifier is None:
             raise UserError(f"guidance.elevation_guidance needs a model folder with an elevation_classifier/ "
                             f"(builtin:shapes has one; python -m fastdream.priors.train_elevation trains one), "
@@ -114,6 +118,10 @@ class Guidance(abc.ABC):
                 raise UserError(f"the elevation classifier reads {c.get('in_channels', 3)} x {c['resolution']}² "
                                 f"inputs, this model's space is {want[0]} x {want[1]}²: retrain it with python -m "
                                 f"fastdream.priors.train_elevation --prior FOLDER")
+            if elevation_range is not None and (min(elevation_range) < c["lo"] or max(elevation_range) > c["hi"]):
+                log.warning("camera elevations %g..%g reach outside the %g..%g the elevation classifier was trained "
+                            "on; it guides those views as if they were at its nearest end", *elevation_range,
+                            c["lo"], c["hi"])
         self.elevation_scale = float(scale)
 
     def model_space(self) -> tuple[int, int]:

@@ -225,6 +225,24 @@ def _counts(model) -> dict:
     return {k: sum(p.numel() for p in getattr(model, k).parameters()) for k in ("vae", "unet", "text_encoder")}
 
 
+def set_aside_stale_classifier(out: Path) -> Path | None:
+    """An elevation classifier in `out` read the previous VAE's latents: rename it to elevation_classifier.stale/
+    so that no run is guided by it (a fastdream.json that still asks for elevation guidance then fails in one line
+    naming train_elevation). Returns the new path, or None when there was none."""
+    from fastdream.priors.elevation import SUBFOLDER
+    old = Path(out) / SUBFOLDER
+    if not old.is_dir():
+        return None
+    stale = old.with_name(SUBFOLDER + ".stale")
+    if stale.exists():
+        import shutil
+        shutil.rmtree(stale)
+    old.rename(stale)
+    log.warning("%s read the previous VAE's latents: moved to %s; retrain it with python -m "
+                "fastdream.priors.train_elevation --prior %s", old, stale, out)
+    return stale
+
+
 def train(args) -> dict:
     """Both stages (resuming where the checkpoint stopped), then save the EMA model and score it."""
     out = Path(args.out)
@@ -251,6 +269,7 @@ def train(args) -> dict:
     final = st.ema.eval()
     final.save_pretrained(out)
     write_model_recipe(out, args)
+    set_aside_stale_classifier(out)
     info = {"parameters": _counts(final), "scaling_factor": final.scaling_factor, "vae_steps": st.vae_steps,
             "unet_steps": st.step, "wall_s": {k: round(v, 1) for k, v in st.elapsed.items()}, "args": vars(args)}
     info = _score(final, args, info)

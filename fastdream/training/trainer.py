@@ -77,7 +77,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = tc.cudnn_benchmark
         self.scene = Scene.from_config(config, self.device)
         self.guidance = guidance or _load_guidance(config, self.device)
-        self.guidance.use_elevation_guidance(config.guidance.elevation_guidance)
+        self.guidance.use_elevation_guidance(config.guidance.elevation_guidance, config.camera.elevation_range)
         self.phase_clock = None  # profile() sets it; None keeps the step free of timing events
         self.sampler = CameraSampler(config.camera)
         self.cam_gen = torch.Generator().manual_seed(tc.seed)

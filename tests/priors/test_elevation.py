@@ -106,6 +106,17 @@ def test_a_classifier_of_another_model_space_is_refused(tmp_path):
     assert PixelDiffusionGuidance.from_pretrained(folder, elevation_classifier=False).elevation_classifier is None
 
 
+def test_cameras_outside_the_classifiers_elevations_are_named(tmp_path, caplog):
+    """The classifier knows -10..45 degrees; a run whose cameras go lower is told that those views are guided as
+    if they were at -10, and a run inside the range hears nothing."""
+    g = PixelDiffusionGuidance.from_pretrained(_tiny_prior_folder(tmp_path, with_classifier=True))
+    with caplog.at_level("WARNING", logger="fastdream.guidance.base"):
+        g.use_elevation_guidance(4.0, (-10.0, 45.0))
+        assert not caplog.records
+        g.use_elevation_guidance(4.0, (-30.0, 45.0))
+    assert len(caplog.records) == 1 and "-30..45" in caplog.text and "-10..45" in caplog.text
+
+
 def test_sds_with_elevation_guidance_needs_the_views(tmp_path):
     g = PixelDiffusionGuidance.from_pretrained(_tiny_prior_folder(tmp_path, with_classifier=True))
     g.use_elevation_guidance(2.0)

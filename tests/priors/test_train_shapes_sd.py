@@ -80,3 +80,20 @@ def test_the_folder_declares_its_captions_view_rule(tmp_path):
     # resuming under another caption rule would mix two rules in one model: refused in one line
     with pytest.raises(SystemExit, match="cannot resume: .*captioned with --overhead-elevation 15"):
         train_shapes_sd.main(["--out", str(out), *TINY, "--resume"])
+
+
+def test_retraining_sets_aside_the_classifier_of_the_old_latents(tmp_path):
+    """The elevation classifier read the previous VAE's latents: after a retrain it must not guide runs silently.
+    It is moved aside, and the folder's declared elevation guidance then fails in one line naming the trainer."""
+    from fastdream.errors import UserError
+    from fastdream.guidance.stable_diffusion import StableDiffusionGuidance
+    from fastdream.priors.elevation import SUBFOLDER, ElevationClassifier
+    out = tmp_path / "model"
+    ElevationClassifier(resolution=8, width=8, stem=8, in_channels=4).save(out)
+    assert train_shapes_sd.main(["--out", str(out), *TINY]) == 0
+    assert not (out / SUBFOLDER).exists() and (out / (SUBFOLDER + ".stale") / "config.json").is_file()
+    g = StableDiffusionGuidance.from_pretrained(str(out), dtype=torch.float32)
+    assert g.elevation_classifier is None
+    with pytest.raises(UserError, match="train_elevation"):
+        g.use_elevation_guidance(24.0)
+    assert train_shapes_sd.set_aside_stale_classifier(out) is None  # nothing left to move
