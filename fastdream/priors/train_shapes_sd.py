@@ -15,6 +15,7 @@ import argparse
 import copy
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -234,9 +235,10 @@ def set_aside_stale_classifier(out: Path) -> Path | None:
     if not old.is_dir():
         return None
     stale = old.with_name(SUBFOLDER + ".stale")
-    if stale.exists():
-        import shutil
+    if stale.is_dir():
         shutil.rmtree(stale)
+    elif stale.exists():
+        stale.unlink()
     old.rename(stale)
     log.warning("%s read the previous VAE's latents: moved to %s; retrain it with python -m "
                 "fastdream.priors.train_elevation --prior %s", old, stale, out)
