@@ -114,9 +114,10 @@ class Guidance(abc.ABC):
                             f"which this {type(self).__name__} has not")
         if scale > 0:
             c, want = self.elevation_classifier.config, self.model_space()
-            if (c.get("in_channels", 3), c["resolution"]) != want:
-                raise UserError(f"the elevation classifier reads {c.get('in_channels', 3)} x {c['resolution']}² "
-                                f"inputs, this model's space is {want[0]} x {want[1]}²: retrain it with python -m "
+            reads = (c.get("in_channels", 3), c["resolution"])
+            if reads != want:
+                raise UserError(f"the elevation classifier reads {reads[0]} x {reads[1]}² inputs, this model's space "
+                                f"is {want[0]} x {want[1]}²: retrain it with python -m "
                                 f"fastdream.priors.train_elevation --prior FOLDER")
             if elevation_range is not None and (min(elevation_range) < c["lo"] or max(elevation_range) > c["hi"]):
                 log.warning("camera elevations %g..%g reach outside the %g..%g the elevation classifier was trained "

@@ -116,12 +116,14 @@ def _prior_space(folder: Path):
         def latents(images, generator):  # the scaled latents the SD guidance itself feeds its UNet
             return sd.encode_images(images, generator)
 
+        channels, size = sd.model_space()  # the space use_elevation_guidance checks the classifier against
         return (sd.image_size, sd.alphas_cumprod.cpu(), latents,
-                ElevationClassifier(resolution=sd.latent_size, width=8, stem=8,
-                                    in_channels=sd.encoder.latent_channels))
+                ElevationClassifier(resolution=size, width=8, stem=8, in_channels=channels))
     from fastdream.guidance.pixel import PixelDiffusionGuidance
     prior = PixelDiffusionGuidance.from_pretrained(folder, elevation_classifier=False)
-    return prior.resolution, prior.alphas_cumprod.cpu(), pixels, ElevationClassifier(resolution=prior.resolution)
+    channels, size = prior.model_space()
+    return (prior.resolution, prior.alphas_cumprod.cpu(), pixels,
+            ElevationClassifier(resolution=size, in_channels=channels))
 
 
 def _run(args) -> int:
