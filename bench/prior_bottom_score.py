@@ -4,11 +4,15 @@ same cameras, timesteps and noise for every variant, so differences are not samp
 
     python bench/prior_bottom_score.py exact --shape cylinder [--deltas -0.06,-0.03,0,0.03,0.06,0.09]
     python bench/prior_bottom_score.py run RUN_DIR --shape cylinder --size 0.523 [--cuts 1.0,1.05,1.1]
+    python bench/prior_bottom_score.py zscale RUN_DIR --shape cylinder [--scales 0.88,0.91,0.94,0.97,1.0]
 
 - `exact`: exact renders of the primitive at size 0.5 whose lower half is stretched by delta (world units: delta
   0.06 puts the bottom 0.06 below the truth's, the top stays).
 - `run`: a trained run's renders, then the same field with all density below z = -cut·size removed (the truth's
   bottom at cut 1.0), then the exact truth at `size` (the eval's fitted size).
+- `zscale`: a trained run's field squeezed vertically about the origin by each scale, and the off-surface area of
+  its mesh squeezed the same way (the truth refitted as `fastdream eval` fits it): does the prior's likelihood pick
+  the proportions the truth has?
 
 Each line: the mean error over all draws, then over t in 0.02-0.2 / 0.2-0.5 / 0.5-0.98. The cameras are the
 training distribution; captions and elevation guidance as a run on builtin:shapes has them; conditional prediction
@@ -20,6 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -103,16 +108,32 @@ class Scorer:
         return [float(err.mean())] + [float(err[(tf >= lo) & (tf < hi)].mean()) for lo, hi in T_BANDS]
 
 
-def run_renders(scene, scorer: Scorer, z_cut: float | None = None) -> torch.Tensor:
-    """A trained scene's model-space renders at the scorer's cameras (2x2 supersampled), optionally with every
-    density below z_cut removed."""
-    field, cams, res = scene.field, scorer.cams, scorer.guidance.resolution
-    forward, forward_n = type(field).forward, type(field).forward_with_normals
+def warped(forward, forward_with_normals, z_scale: float = 1.0, z_cut: float | None = None):
+    """(forward, forward_with_normals) of a field squeezed (z_scale < 1) or stretched vertically about the origin,
+    with every density below z_cut (world) removed. Normals follow the warp (n ∝ (nx, ny, nz / z_scale))."""
+    inv = torch.tensor([1.0, 1.0, 1.0 / z_scale])
 
     def keep(x):
-        return torch.ones_like(x[:, 0]) if z_cut is None else (x[:, 2] >= z_cut).float()
-    field.forward = lambda x: (lambda s, a: (s * keep(x), a))(*forward(field, x))
-    field.forward_with_normals = lambda x: (lambda s, a, n: (s * keep(x), a, n))(*forward_n(field, x))
+        return torch.ones_like(x[:, 0]) if z_cut is None else (x[:, 2] >= z_cut).to(x.dtype)
+
+    def fwd(x):
+        sigma, albedo = forward(x * inv.to(x))
+        return sigma * keep(x), albedo
+
+    def fwd_n(x):
+        sigma, albedo, normals = forward_with_normals(x * inv.to(x))
+        return sigma * keep(x), albedo, torch.nn.functional.normalize(normals * inv.to(normals), dim=-1)
+    return fwd, fwd_n
+
+
+def run_renders(scene, scorer: Scorer, z_cut: float | None = None, z_scale: float = 1.0) -> torch.Tensor:
+    """A trained scene's model-space renders at the scorer's cameras (2x2 supersampled), optionally warped (see
+    `warped`). The occupancy grid is opened while warped, so a stretched field is not clipped by it."""
+    field, grid, cams, res = scene.field, scene.grid, scorer.cams, scorer.guidance.resolution
+    field.forward, field.forward_with_normals = warped(field.forward, field.forward_with_normals, z_scale, z_cut)
+    occupied = grid.occupied.clone()
+    if z_scale != 1.0:
+        grid.set_occupied(torch.ones_like(occupied))
     try:
         images = []
         for b in range(cams.c2w.shape[0]):
@@ -122,37 +143,47 @@ def run_renders(scene, scorer: Scorer, z_cut: float | None = None) -> torch.Tens
             images.append(torch.nn.functional.avg_pool2d(out["color"].permute(2, 0, 1)[None], SUPERSAMPLE))
     finally:
         del field.forward, field.forward_with_normals
+        grid.set_occupied(occupied)
     return torch.cat(images) * 2 - 1
+
+
+def z_scale_rows(run_dir: str, scene, scorer: Scorer, scales: list[float]):
+    """(scale, errors, off-surface figures) per z scale: the prior's error of the squeezed field, and the eval's
+    off-surface of the run's mesh squeezed the same way (truth refitted, as `fastdream eval` fits it)."""
+    from fastdream.eval.truth_report import run_mesh, score_run_truth
+    from fastdream.eval.views import RenderedRun
+    from fastdream.checkpoint import load_run
+
+    vertices, faces, source = run_mesh(run_dir)
+    prompt = load_run(run_dir).prompt
+    for scale in scales:
+        errors = scorer.errors(run_renders(scene, scorer, z_scale=scale))
+        squeezed = vertices * np.array([1.0, 1.0, scale])
+        truth = score_run_truth(run_dir, RenderedRun(Path(run_dir), prompt, None), mesh=(squeezed, faces, source))
+        yield scale, errors, truth
 
 
 def _line(name: str, errs: list[float]) -> str:
     return f"| {name} | {errs[0]:.5f} | " + " | ".join(f"{e:.5f}" for e in errs[1:]) + " |"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("mode", choices=["exact", "run"])
-    p.add_argument("run_dir", nargs="?")
-    p.add_argument("--shape", default="cylinder")
-    p.add_argument("--color", default="red")
-    p.add_argument("--size", type=float, default=REF_SIZE, help="run mode: the eval's fitted size")
-    p.add_argument("--deltas", default="-0.06,-0.03,0,0.03,0.06,0.09")
-    p.add_argument("--cuts", default="1.0,1.05,1.1")
-    p.add_argument("--views", type=int, default=64)
-    p.add_argument("--draws", type=int, default=8)
-    args = p.parse_args(argv)
-    if args.mode == "run" and not args.run_dir:
-        p.error("run mode needs RUN_DIR")
-    scorer = Scorer(args.shape, args.color, args.views, args.draws)
-    print("| renders | error | t 0.02-0.2 | t 0.2-0.5 | t 0.5-0.98 |\n|---|---|---|---|---|")
-    if args.mode == "exact":
-        for delta in (float(v) for v in args.deltas.split(",")):
-            x = scorer.compose(*render_stretched(args.shape, delta, scorer.cams, scorer.guidance.resolution))
-            print(_line(f"exact {args.shape}, bottom {delta:+.2f}", scorer.errors(x)), flush=True)
-        return 0
+def _exact_mode(args, scorer: Scorer) -> None:
+    for delta in (float(v) for v in args.deltas.split(",")):
+        x = scorer.compose(*render_stretched(args.shape, delta, scorer.cams, scorer.guidance.resolution))
+        print(_line(f"exact {args.shape}, bottom {delta:+.2f}", scorer.errors(x)), flush=True)
+
+
+def _run_mode(args, scorer: Scorer) -> None:
     from fastdream.checkpoint import load_run
 
     scene = load_run(args.run_dir).scene
+    if args.mode == "zscale":
+        for scale, errors, truth in z_scale_rows(args.run_dir, scene, scorer,
+                                                 [float(v) for v in args.scales.split(",")]):
+            by = truth["off_surface_by_height"]
+            print(_line(f"the run's field, z x {scale:g}", errors) + f" {100 * truth['off_surface']:.1f} "
+                  f"({100 * by['bottom']:.1f} / {100 * by['middle']:.1f} / {100 * by['top']:.1f}) |", flush=True)
+        return
     cams, n = scorer.cams, args.views
     exact = scorer.compose(*render_geometry(args.shape, cams.c2w, cams.fovy_deg, cams.light_position,
                                             torch.full((n,), args.size), scorer.guidance.resolution))
@@ -161,6 +192,30 @@ def main(argv=None) -> int:
     for cut in (float(v) for v in args.cuts.split(",")):
         x = run_renders(scene, scorer, z_cut=-cut * args.size)
         print(_line(f"the run's field, cut at z = -{cut:g}·size", scorer.errors(x)), flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("mode", choices=["exact", "run", "zscale"])
+    p.add_argument("run_dir", nargs="?")
+    p.add_argument("--shape", default="cylinder")
+    p.add_argument("--color", default="red")
+    p.add_argument("--size", type=float, default=REF_SIZE, help="run mode: the eval's fitted size")
+    p.add_argument("--deltas", default="-0.06,-0.03,0,0.03,0.06,0.09")
+    p.add_argument("--cuts", default="1.0,1.05,1.1")
+    p.add_argument("--scales", default="0.88,0.91,0.94,0.97,1.0")
+    p.add_argument("--views", type=int, default=64)
+    p.add_argument("--draws", type=int, default=8)
+    args = p.parse_args(argv)
+    if args.mode != "exact" and not args.run_dir:
+        p.error(f"{args.mode} mode needs RUN_DIR")
+    scorer = Scorer(args.shape, args.color, args.views, args.draws)
+    head = "| renders | error | t 0.02-0.2 | t 0.2-0.5 | t 0.5-0.98 |"
+    if args.mode == "zscale":
+        print(head + " off-surface % (bottom / middle / top) |\n|---|---|---|---|---|---|")
+    else:
+        print(head + "\n|---|---|---|---|---|")
+    (_exact_mode if args.mode == "exact" else _run_mode)(args, scorer)
     return 0
 
 

@@ -40,3 +40,30 @@ def test_lower_bottom_covers_more_of_each_view():
     alpha1, shade1 = render_stretched("cylinder", 0.15, cams, 16)
     assert (alpha1.sum((1, 2, 3)) > alpha0.sum((1, 2, 3))).all()
     assert (shade1 <= alpha1 + 1e-6).all()  # premultiplied shade never exceeds coverage
+
+
+def _ball_field(x):
+    """A stand-in field: density 1 inside the unit ball, albedo = position, normals = the radial direction."""
+    return (x.norm(dim=-1) < 1).to(x.dtype), x.clone()
+
+
+def _ball_field_n(x):
+    sigma, albedo = _ball_field(x)
+    return sigma, albedo, torch.nn.functional.normalize(x, dim=-1)
+
+
+def test_warp_squeezes_cuts_and_turns_normals():
+    from bench.prior_bottom_score import warped
+
+    fwd, fwd_n = warped(_ball_field, _ball_field_n, z_scale=0.5, z_cut=-0.3)
+    x = torch.tensor([[0.0, 0.0, 0.45], [0.0, 0.0, 0.55], [0.0, 0.0, -0.2], [0.0, 0.0, -0.4], [0.6, 0.0, 0.3]])
+    sigma, albedo = fwd(x)
+    # squeezed by 2 in z: the ball's top is at 0.5; below the cut nothing is left
+    assert sigma.tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
+    torch.testing.assert_close(albedo[:, 2], x[:, 2] * 2)  # the field is read where the squeeze came from
+    _, _, normals = fwd_n(x)
+    # an ellipsoid with half-axes (1, 1, 0.5): the normal at (0.6, 0, 0.3) leans towards z by a factor 4 = 1/0.5²
+    expected = torch.nn.functional.normalize(torch.tensor([0.6, 0.0, 0.3 * 4]), dim=0)
+    torch.testing.assert_close(normals[4], expected)
+    same, _ = warped(_ball_field, _ball_field_n)[0](x)
+    torch.testing.assert_close(same, _ball_field(x)[0])
