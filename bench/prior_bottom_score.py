@@ -29,16 +29,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fastdream.cameras import CameraConfig, CameraSampler, get_rays  # noqa: E402
+from fastdream.cameras import CameraConfig, CameraSampler  # noqa: E402
 from fastdream.config import make_config  # noqa: E402
 from fastdream.guidance.base import ViewContext  # noqa: E402
 from fastdream.guidance.pixel import PixelDiffusionGuidance  # noqa: E402
-from fastdream.priors.shapes_data import (AMBIENT_RATIO, _render_with_lights, caption, compose,  # noqa: E402
+from fastdream.priors.shapes_data import (AMBIENT_RATIO, TRACE_SIZE, caption, compose,  # noqa: E402
                                           render_geometry, view_word)
 from fastdream.procedural import COLORS, Scene, Shape, sdf_primitive  # noqa: E402
 
 T_BANDS = ((0.02, 0.2), (0.2, 0.5), (0.5, 0.98))
-REF_SIZE = 0.5
+REF_SIZE = TRACE_SIZE  # the stretched primitive is modelled where the prior's renderer traces
 SUPERSAMPLE = 2  # as the prior's data: 2x2 rays per pixel, averaged
 
 
@@ -60,14 +60,10 @@ class StretchedPrimitive(Scene):
 
 
 def render_stretched(kind: str, delta: float, cams, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(alpha, shade) [B,1,R,R] of StretchedPrimitive, as shapes_data.render_geometry renders the prior's data."""
-    b, hi = cams.c2w.shape[0], resolution * SUPERSAMPLE
-    o, d = get_rays(cams.c2w, cams.fovy_deg, hi, hi)
-    light = cams.light_position[:, None, None, :].expand_as(o)
-    rgb, hit = _render_with_lights(StretchedPrimitive(kind, delta), o.reshape(-1, 3), d.reshape(-1, 3),
-                                   light.reshape(-1, 3))
-    pool = (b, 1, resolution, SUPERSAMPLE, resolution, SUPERSAMPLE)
-    return hit.float().reshape(pool).mean((3, 5)), (rgb[:, 0] * hit).reshape(pool).mean((3, 5))
+    """(alpha, shade) [B,1,R,R] of StretchedPrimitive, rendered as the prior's data are (render_geometry)."""
+    return render_geometry(kind, cams.c2w, cams.fovy_deg, cams.light_position,
+                           torch.full((cams.c2w.shape[0],), REF_SIZE), resolution, SUPERSAMPLE,
+                           scene=StretchedPrimitive(kind, delta))
 
 
 class Scorer:
@@ -147,19 +143,19 @@ def run_renders(scene, scorer: Scorer, z_cut: float | None = None, z_scale: floa
     return torch.cat(images) * 2 - 1
 
 
-def z_scale_rows(run_dir: str, scene, scorer: Scorer, scales: list[float]):
-    """(scale, errors, off-surface figures) per z scale: the prior's error of the squeezed field, and the eval's
-    off-surface of the run's mesh squeezed the same way (truth refitted, as `fastdream eval` fits it)."""
+def z_scale_rows(run, scorer: Scorer, scales: list[float]):
+    """(scale, errors, off-surface figures) per z scale of a loaded run (fastdream.checkpoint.load_run): the prior's
+    error of the squeezed field, and the eval's off-surface of the run's mesh squeezed the same way (truth refitted,
+    as `fastdream eval` fits it)."""
     from fastdream.eval.truth_report import run_mesh, score_run_truth
     from fastdream.eval.views import RenderedRun
-    from fastdream.checkpoint import load_run
 
-    vertices, faces, source = run_mesh(run_dir)
-    prompt = load_run(run_dir).prompt
+    vertices, faces, source = run_mesh(run.run_dir)
     for scale in scales:
-        errors = scorer.errors(run_renders(scene, scorer, z_scale=scale))
+        errors = scorer.errors(run_renders(run.scene, scorer, z_scale=scale))
         squeezed = vertices * np.array([1.0, 1.0, scale])
-        truth = score_run_truth(run_dir, RenderedRun(Path(run_dir), prompt, None), mesh=(squeezed, faces, source))
+        truth = score_run_truth(run.run_dir, RenderedRun(run.run_dir, run.prompt, None),
+                                mesh=(squeezed, faces, source))
         yield scale, errors, truth
 
 
@@ -176,10 +172,10 @@ def _exact_mode(args, scorer: Scorer) -> None:
 def _run_mode(args, scorer: Scorer) -> None:
     from fastdream.checkpoint import load_run
 
-    scene = load_run(args.run_dir).scene
+    run = load_run(args.run_dir)
+    scene = run.scene
     if args.mode == "zscale":
-        for scale, errors, truth in z_scale_rows(args.run_dir, scene, scorer,
-                                                 [float(v) for v in args.scales.split(",")]):
+        for scale, errors, truth in z_scale_rows(run, scorer, [float(v) for v in args.scales.split(",")]):
             by = truth["off_surface_by_height"]
             print(_line(f"the run's field, z x {scale:g}", errors) + f" {100 * truth['off_surface']:.1f} "
                   f"({100 * by['bottom']:.1f} / {100 * by['middle']:.1f} / {100 * by['top']:.1f}) |", flush=True)

@@ -16,13 +16,13 @@ from fastdream.guidance.view_prompts import FRONT_AZIMUTH_RANGE, OVERHEAD_ELEVAT
 from fastdream.procedural import COLORS, PRIMITIVES, Scene, Shape, render
 
 __all__ = ["VIEWS", "view_word", "caption", "GeometryBank", "render_geometry", "build_bank", "compose", "sample_batch",
-           "SIZE_RANGE", "AMBIENT_RATIO", "random_appearance"]
+           "SIZE_RANGE", "AMBIENT_RATIO", "random_appearance", "TRACE_SIZE"]
 
 SHAPE_NAMES = tuple(PRIMITIVES)
 COLOR_NAMES = tuple(COLORS)
 SIZE_RANGE = (0.4, 0.6)  # world half-extent of the primitive (Shape.size)
 AMBIENT_RATIO = 0.1  # the trainer's lambertian ambient
-_REF_SIZE = 0.5  # geometry is traced at this size; other sizes scale the camera instead (shading is scale-invariant)
+TRACE_SIZE = 0.5  # geometry is traced at this size; other sizes scale the camera instead (shading is scale-invariant)
 
 
 def view_word(elevation_deg, azimuth_deg, *, overhead_threshold: float = OVERHEAD_ELEVATION,
@@ -62,18 +62,20 @@ class GeometryBank:
 
 @torch.no_grad()
 def render_geometry(kind: str, c2w: torch.Tensor, fovy_deg: torch.Tensor, light_position: torch.Tensor,
-                    size: torch.Tensor, resolution: int, supersample: int = 2, device="cpu"):
+                    size: torch.Tensor, resolution: int, supersample: int = 2, device="cpu",
+                    scene: Scene | None = None):
     """Render one primitive from B cameras. Returns (alpha [B,1,R,R], premultiplied shade [B,1,R,R]) float32 CPU.
 
-    c2w [B,4,4], fovy_deg [B], light_position [B,3], size [B] (the Shape.size of each render).
+    c2w [B,4,4], fovy_deg [B], light_position [B,3], size [B] (the Shape.size of each render). scene: trace this
+    scene (modelled at TRACE_SIZE, scaled to `size` like the primitive) instead of the primitive `kind`.
     """
     b = c2w.shape[0]
     hi = resolution * supersample
     rays_o, rays_d = get_rays(c2w.to(device), fovy_deg.to(device), hi, hi)  # [B,hi,hi,3]
-    scale = (_REF_SIZE / size.to(device))[:, None, None, None]
+    scale = (TRACE_SIZE / size.to(device))[:, None, None, None]
     rays_o = rays_o * scale  # a primitive of size s seen from x == one of size 0.5 seen from x*0.5/s
     light = (light_position.to(device) * scale[:, :, 0, 0])[:, None, None, :].expand_as(rays_o)
-    scene = Scene([Shape(kind, "white", size=_REF_SIZE)])
+    scene = scene if scene is not None else Scene([Shape(kind, "white", size=TRACE_SIZE)])
     rgb, hit = _render_with_lights(scene, rays_o.reshape(-1, 3), rays_d.reshape(-1, 3), light.reshape(-1, 3))
     shade = (rgb[:, 0] * hit).reshape(b, 1, resolution, supersample, resolution, supersample).mean((3, 5))
     alpha = hit.float().reshape(b, 1, resolution, supersample, resolution, supersample).mean((3, 5))
