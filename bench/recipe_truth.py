@@ -5,7 +5,7 @@ and the Khronos glTF validator.
 
     python bench/recipe_truth.py --out runs/recipe-truth [--model builtin:shapes] [--jobs 2]
                                  [--only builtin|oracle|ceiling] [--colors red,blue] [--shapes cube,...] [--iters N]
-                                 [--results bench/results]
+                                 [--results bench/results] [--set KEY=VALUE ...] [--tag NAME]
 
 --only ceiling trains each primitive against the exact oracle (`--guidance target:SHAPE`, the same primitive at size
 0.5) under the builtin model's own fast recipe: same cameras, render size, shading, background, regularisers and
@@ -14,7 +14,8 @@ beyond it is the prior's.
 
 Runs that finished (their folder holds mesh/model.glb and metrics) are reused, so an interrupted table resumes.
 Writes DIR/eval.json, and bench/results/<date>-cpu-recipe-truth[-<model>].{json,md} with the command, commit and
-machine. --jobs N trains N runs at once, each with cores / N threads (--threads sets it).
+machine. --set passes config overrides to every run (a candidate recipe, measured before it ships); --tag names
+such a table's results files apart from the shipped recipe's. --jobs N trains N runs at once, each with cores / N threads (--threads sets it).
 """
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def recipe_overrides(model: str, oracle: str = "target:cube") -> list[str]:
     from fastdream.guidance.kinds import recipe
     config = to_dict(make_config("fast", **{"guidance.spec": model}))
     out = []
-    for key in sorted(set(_flat(recipe(None, model, "fast"))) | set(_flat(recipe(oracle, None, "fast")))):
+    keys = set(_flat(recipe(None, model, "fast"))) | set(_flat(recipe(oracle, None, "fast")))
+    # the oracle has no elevation classifier to guide by (its images are exact at every elevation)
+    for key in sorted(k for k in keys if not k.startswith("guidance.elevation_guidance")):
         value = config
         for part in key.split("."):
             value = value[part]
@@ -85,7 +88,7 @@ def train(job, args) -> dict:
     run = Path(args.out) / name
     # the job's own arguments last: generate takes key=value overrides after the options
     cmd = ["fastdream", "generate", prompt, "--preset", "fast", "--device", "cpu", "--seed", str(args.seed),
-           "--out", str(run), *(["--iters", str(args.iters)] if args.iters else []), *extra]
+           "--out", str(run), *(["--iters", str(args.iters)] if args.iters else []), *extra, *args.set]
     row = {"name": name, "prompt": prompt, "command": shlex.join(cmd)}
     if _finished(run):
         timing = Path(args.out) / f"{name}.seconds"  # written when it trained, so a resumed table keeps its time
@@ -185,7 +188,13 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
     p.add_argument("--results", default=str(REPO_ROOT / "bench" / "results"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every run (repeatable)")
+    p.add_argument("--tag", default=None, help="appended to the results files' names")
     args = p.parse_args(argv)
+    bad = [kv for kv in args.set if "=" not in kv or kv.startswith("=")]
+    if bad:
+        p.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
     # the commit that trains the runs (HEAD may move while they run)
     meta = {"date": dt.date.today().isoformat(), "machine": f"cpu ({os.cpu_count()} cores, {platform.machine()})",
             "commit": _commit(), "command": shlex.join(["python", "bench/recipe_truth.py", *(argv or sys.argv[1:])])}
@@ -211,6 +220,8 @@ def main(argv=None) -> int:
                                                   "-" + args.model.split(":")[-1].replace("/", "_"))
     if args.only:
         stem += f"-{args.only}"
+    if args.tag:
+        stem += f"-{args.tag}"
     Path(args.results, stem + ".json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     Path(args.results, stem + ".md").write_text(markdown(meta, rows))
     print(markdown(meta, rows))

@@ -31,6 +31,10 @@ class GuidanceConfig:
     front_azimuth_range: float = FRONT_AZIMUTH_RANGE  # |azimuth| below this is "front"; above 180 - this is "back"
     # classifier guidance toward the camera's elevation (a pixel prior whose folder has an elevation_classifier/)
     elevation_guidance: float = 0.0
+    # a schedule: the scale becomes elevation_guidance_end once elevation_guidance_switch of the run has passed (a
+    # gentle scale while the shape forms, a strong one to settle its height; None keeps elevation_guidance throughout)
+    elevation_guidance_end: float | None = None
+    elevation_guidance_switch: float = 0.5
     half_precision: bool = True  # fp16/bf16 weights on GPU; always fp32 on CPU
     compile: bool = False  # torch.compile the image encoder and the UNet (CUDA; the first steps compile)
     latent_warmup: float = 0.0  # fraction of steps that feed [rgb, opacity] as latents and skip the VAE

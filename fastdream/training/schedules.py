@@ -1,4 +1,4 @@
-"""What changes over a run: the diffusion t range (annealed), the random shading per view, latent warm-up."""
+"""What changes over a run: the diffusion t range (annealed), the elevation guidance scale, the random shading per view, latent warm-up."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import torch
 
 from fastdream.ops import SHADING_MODES
 
-__all__ = ["t_range", "lr_scale", "sample_shading", "in_latent_warmup"]
+__all__ = ["t_range", "elevation_scale", "lr_scale", "sample_shading", "in_latent_warmup"]
 
 
 def t_range(guidance_cfg, step: int, iters: int) -> tuple[float, float]:
@@ -18,6 +18,15 @@ def t_range(guidance_cfg, step: int, iters: int) -> tuple[float, float]:
         frac = min(step / max(iters, 1), 1.0)
         t_max = g.t_max + (g.t_max_end - g.t_max) * frac
     return (g.t_min, max(t_max, g.t_min))
+
+
+def elevation_scale(guidance_cfg, step: int, iters: int) -> float:
+    """The elevation guidance scale at `step`: guidance.elevation_guidance, then guidance.elevation_guidance_end from
+    step elevation_guidance_switch · iters on when that is set."""
+    g = guidance_cfg
+    if g.elevation_guidance_end is not None and step >= g.elevation_guidance_switch * iters:
+        return float(g.elevation_guidance_end)
+    return float(g.elevation_guidance)
 
 
 def lr_scale(optim_cfg, step: int, iters: int) -> float:

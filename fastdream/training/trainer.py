@@ -77,7 +77,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = tc.cudnn_benchmark
         self.scene = Scene.from_config(config, self.device)
         self.guidance = guidance or _load_guidance(config, self.device)
-        self.guidance.use_elevation_guidance(config.guidance.elevation_guidance, config.camera.elevation_range)
+        g = config.guidance  # checked at the schedule's strongest scale; train_step sets each step's own
+        self.guidance.use_elevation_guidance(max(g.elevation_guidance, g.elevation_guidance_end or 0.0),
+                                             config.camera.elevation_range)
         self.phase_clock = None  # profile() sets it; None keeps the step free of timing events
         self.sampler = CameraSampler(config.camera)
         self.cam_gen = torch.Generator().manual_seed(tc.seed)
@@ -118,6 +120,8 @@ class Trainer:
         cams = self.sampler.sample(r.batch_size, self.cam_gen)
         shading, ambient = schedules.sample_shading(cfg.shading, self.step, r.batch_size, self.cam_gen)
         latent = schedules.in_latent_warmup(cfg.guidance, self.guidance, self.step, iters)
+        if self.guidance.elevation_classifier is not None:
+            self.guidance.elevation_scale = schedules.elevation_scale(cfg.guidance, self.step, iters)
         self.scene.train()
         with self.optim.autocast():
             batch = render_batch(self.scene, cameras_to(cams, self.device), shading, ambient, r.height, r.width,

@@ -25,6 +25,7 @@ def test_ceiling_run_resolves_to_the_builtin_recipe_with_the_oracle_in_place_of_
     ceiling = make_config("fast", overrides=extra[2:], **{"guidance.spec": "target:cube"})
     builtin = make_config("fast", **{"guidance.spec": model})
     assert ceiling.guidance.spec == "target:cube"
+    assert ceiling.guidance.elevation_guidance == 0 and ceiling.guidance.elevation_guidance_end is None  # no classifier
     for part in ("camera", "render", "shading", "loss", "optim", "background", "field", "train"):
         assert dataclasses.asdict(getattr(ceiling, part)) == dataclasses.asdict(getattr(builtin, part)), part
     # and the oracle's own fast recipe differs from it, so the overrides are what made them equal
@@ -36,3 +37,21 @@ def test_ceiling_iters_flag_is_not_overridden_by_the_recipe_step_count():
     from bench import recipe_truth
     _, _, extra = recipe_truth.jobs(_args(iters=50))[0]
     assert not any(a.startswith("train.iters=") for a in extra)
+
+
+def test_set_overrides_reach_every_generate_command_after_the_jobs_own(tmp_path, monkeypatch):
+    from bench import recipe_truth
+    seen = []
+
+    class Done:
+        returncode = 0
+
+    monkeypatch.setattr(recipe_truth.subprocess, "run", lambda cmd, **kw: (seen.append(cmd), Done())[1])
+    args = argparse.Namespace(**{**vars(_args()), "out": str(tmp_path), "seed": 0, "jobs": 1, "threads": 1,
+                                 "set": ["guidance.elevation_guidance_end=32"]})
+    for job in recipe_truth.jobs(args):
+        assert recipe_truth.train(job, args)["rc"] == 0
+    assert len(seen) == 2 and all(cmd[-1] == "guidance.elevation_guidance_end=32" for cmd in seen)
+    make_config("fast", overrides=seen[0][seen[0].index("--guidance") + 2:])  # every override is a valid one
+    with pytest.raises(SystemExit):
+        recipe_truth.main(["--out", str(tmp_path), "--set", "no-equals-sign"])

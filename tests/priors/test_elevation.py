@@ -134,6 +134,29 @@ def test_sds_with_elevation_guidance_needs_the_views(tmp_path):
     assert torch.isfinite(images.grad).all() and images.grad.abs().sum() > 0
 
 
+def test_the_scale_switches_to_the_end_value_at_the_scheduled_step(tmp_path):
+    """guidance.elevation_guidance_end takes over once elevation_guidance_switch of the run has passed; the classifier
+    is checked at the stronger of the two scales before the first step."""
+    from fastdream.training.trainer import Trainer
+    from tests.helpers.train_utils import tiny_config
+    folder = _tiny_prior_folder(tmp_path, with_classifier=True)
+    g = PixelDiffusionGuidance.from_pretrained(folder)
+    scales, guide = [], g.guide_elevation
+    g.guide_elevation = lambda *a, **k: (scales.append(g.elevation_scale), guide(*a, **k))[1]
+    cfg = tiny_config(**{"guidance.spec": f"builtin:{folder}", "train.iters": 5, "train.checkpoint_every": 0,
+                         "guidance.guidance_scale": 3.0, "guidance.elevation_guidance": 2.0,
+                         "guidance.elevation_guidance_end": 7.0, "guidance.elevation_guidance_switch": 0.6})
+    assert Trainer(cfg, tmp_path / "run", guidance=g, progress=False).train().status == "done"
+    assert scales == [2.0, 2.0, 2.0, 7.0, 7.0]  # steps 0-2 are before 0.6 · 5
+    bare = PixelDiffusionGuidance.from_pretrained(_tiny_prior_folder(tmp_path / "b", with_classifier=False))
+    cfg = tiny_config(**{"guidance.elevation_guidance": 0.0, "guidance.elevation_guidance_end": 4.0})
+    with pytest.raises(UserError, match="elevation_classifier"):  # the end scale needs the classifier too
+        Trainer(cfg, tmp_path / "run2", guidance=bare, progress=False)
+    for bad in ("guidance.elevation_guidance_end=-1", "guidance.elevation_guidance_switch=1.5"):
+        with pytest.raises(UserError, match=bad.split("=")[0]):
+            make_config("fast", overrides=[bad])
+
+
 def test_a_model_folder_may_declare_the_scale(tmp_path):
     (tmp_path / "fastdream.json").write_text(json.dumps({"recipe": {"guidance.elevation_guidance": 6.0}}))
     assert model_recipe(str(tmp_path)) == {"guidance.elevation_guidance": 6.0}
