@@ -15,7 +15,8 @@ beyond it is the prior's.
 Runs that finished (their folder holds mesh/model.glb and metrics) are reused, so an interrupted table resumes.
 Writes DIR/eval.json, and bench/results/<date>-cpu-recipe-truth[-<model>].{json,md} with the command, commit and
 machine. --set passes config overrides to every run (a candidate recipe, measured before it ships); --tag names
-such a table's results files apart from the shipped recipe's. --jobs N trains N runs at once, each with cores / N threads (--threads sets it).
+such a table's results files apart from the shipped recipe's. --jobs N trains N runs at once, each with cores / N
+threads (--threads sets it).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What changes over a run: the diffusion t range (annealed), the elevation guidance scale, the random shading per view, latent warm-up."""
+"""What changes over a run: the diffusion t range (annealed), the elevation guidance scale, the random shading per
+view, latent warm-up."""
 from __future__ import annotations
 
 import math
