@@ -124,6 +124,8 @@ class LossConfig:
     orientation: float = 1e-2
     sparsity: float = 0.0  # mean sqrt(opacity² + 0.01): pushes empty space empty
     entropy: float = 0.0  # binary entropy of the opacity: pushes rays to fully opaque or fully empty
+    normal_smoothness: float = 0.0  # |normal change| over ~0.03 world units at surface points: flattens faces
+    normal_smoothness_start: float = 0.0  # the fraction of train.iters before which normal_smoothness is off
 
 
 @dataclass

@@ -155,8 +155,9 @@ def _optim_loss_background(cfg) -> None:
     check_range("optim.grad_clip", o.grad_clip, 0.0, lo_open=True, optional=True)
     check_range("optim.lr_final", o.lr_final, 0.0, 1.0, lo_open=True)
     check_bool("optim.fused", o.fused)
-    for name in ("orientation", "sparsity", "entropy"):
+    for name in ("orientation", "sparsity", "entropy", "normal_smoothness"):
         check_range(f"loss.{name}", getattr(cfg.loss, name), 0.0, 1e6)
+    check_range("loss.normal_smoothness_start", cfg.loss.normal_smoothness_start, 0.0, 1.0)
     check_choice("background.kind", cfg.background.kind, BACKGROUND_KINDS)
     check_range("background.hidden", cfg.background.hidden, 1, 1024, integer=True)
 

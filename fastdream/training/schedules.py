@@ -2,13 +2,14 @@
 view, latent warm-up."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
 from fastdream.ops import SHADING_MODES
 
-__all__ = ["t_range", "elevation_scale", "lr_scale", "sample_shading", "in_latent_warmup"]
+__all__ = ["t_range", "elevation_scale", "loss_weights", "lr_scale", "sample_shading", "in_latent_warmup"]
 
 
 def t_range(guidance_cfg, step: int, iters: int) -> tuple[float, float]:
@@ -28,6 +29,14 @@ def elevation_scale(guidance_cfg, step: int, iters: int) -> float:
     if g.elevation_guidance_end is not None and step >= g.elevation_guidance_switch * iters:
         return float(g.elevation_guidance_end)
     return float(g.elevation_guidance)
+
+
+def loss_weights(loss_cfg, step: int, iters: int):
+    """The regulariser weights at `step`: loss_cfg, with normal_smoothness off before step
+    normal_smoothness_start · iters."""
+    if loss_cfg.normal_smoothness > 0 and step < loss_cfg.normal_smoothness_start * iters:
+        return dataclasses.replace(loss_cfg, normal_smoothness=0.0)
+    return loss_cfg
 
 
 def lr_scale(optim_cfg, step: int, iters: int) -> float:

@@ -33,7 +33,9 @@ def cameras_to(cams: CameraBatch, device: torch.device) -> CameraBatch:
 @dataclass
 class RenderedBatch:
     """The step's training views: cameras, per-view shading, backgrounds [B,H,W,3], per-view render outputs,
-    ray directions [B,H,W,3], colour [B,H,W,3] and opacity [B,H,W] (float32)."""
+    ray directions [B,H,W,3], colour [B,H,W,3] and opacity [B,H,W] (float32); the field they were rendered from and,
+    when asked for, `probe`: (u [M], offsets [M,3]) drawn on the CPU generator for regularisers that evaluate the
+    field away from the rays (losses.normal_smoothness)."""
 
     cams: CameraBatch
     shading: list[str]
@@ -43,11 +45,15 @@ class RenderedBatch:
     rays_d: torch.Tensor
     color: torch.Tensor
     opacity: torch.Tensor
+    field: torch.nn.Module | None = None
+    probe: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def render_batch(scene, cams: CameraBatch, shading: list[str], ambient: list[float], height: int, width: int, *,
-                 stratified: bool, need_samples: bool, generator: torch.Generator, max_samples=None) -> RenderedBatch:
-    """Render each camera of `cams` (on the scene's device) over the scene's background (one call per view)."""
+                 stratified: bool, need_samples: bool, generator: torch.Generator, max_samples=None,
+                 probe_points: int = 0) -> RenderedBatch:
+    """Render each camera of `cams` (on the scene's device) over the scene's background (one call per view);
+    probe_points > 0 also draws that many probe points' randoms (RenderedBatch.probe) on `generator`."""
     rays_o, rays_d = get_rays(cams.c2w, cams.fovy_deg, height, width)  # [B,H,W,3]
     bg = scene.background(rays_d, generator=generator)
     outs = []
@@ -60,7 +66,11 @@ def render_batch(scene, cams: CameraBatch, shading: list[str], ambient: list[flo
     n = len(outs)
     color = torch.stack([o["color"] for o in outs]).float().reshape(n, height, width, 3)
     opacity = torch.stack([o["opacity"] for o in outs]).float().reshape(n, height, width)
-    return RenderedBatch(cams, shading, ambient, bg, outs, rays_d, color, opacity)
+    probe = None
+    if probe_points > 0:  # drawn on the host generator, so a seed fixes them and the copy does not block
+        probe = (to_device(torch.rand(probe_points, generator=generator), rays_d.device),
+                 to_device(torch.randn(probe_points, 3, generator=generator), rays_d.device))
+    return RenderedBatch(cams, shading, ambient, bg, outs, rays_d, color, opacity, scene.field, probe)
 
 
 def _conditioning(prompts, batch: RenderedBatch, guidance_cfg) -> torch.Tensor:
@@ -74,8 +84,10 @@ def _conditioning(prompts, batch: RenderedBatch, guidance_cfg) -> torch.Tensor:
 
 
 def sds_losses(guidance, batch: RenderedBatch, prompts: dict, cfg, *, t_range: tuple[float, float],
-               generator: torch.Generator, latent: bool, clock=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The step's total loss and its terms ({"sds", regularisers..., "grad_norm"}) for a rendered batch.
+               generator: torch.Generator, latent: bool, clock=None,
+               loss_weights=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The step's total loss and its terms ({"sds", regularisers..., "grad_norm"}) for a rendered batch, with the
+    regulariser weights `loss_weights` (default cfg.loss; the trainer passes schedules.loss_weights).
     With a profiling `clock`, the backward marks "vae_backward" when the gradient reaches the images."""
     images = batch.color.permute(0, 3, 1, 2)
     if latent:
@@ -89,7 +101,7 @@ def sds_losses(guidance, batch: RenderedBatch, prompts: dict, cfg, *, t_range: t
     out = guidance.sds(images, _conditioning(prompts, batch, cfg.guidance), prompts["uncond"],
                        guidance_scale=cfg.guidance.guidance_scale, t_range=t_range, generator=generator,
                        noise_samples=cfg.guidance.noise_samples, **kwargs)
-    total, losses = total_loss(out.loss, batch, cfg.loss)
+    total, losses = total_loss(out.loss, batch, cfg.loss if loss_weights is None else loss_weights)
     losses["grad_norm"] = out.grad_norm.float()
     losses["opacity_mean"] = batch.opacity.detach().mean()  # a frame-filling fog shows here first
     return total, losses

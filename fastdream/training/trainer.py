@@ -23,6 +23,7 @@ from fastdream.scene.scene import Scene
 from fastdream.training import hooks, run_folder, schedules
 from fastdream.training.hooks import NonFiniteError
 from fastdream.training.optim import Optimizer
+from fastdream.training.losses import SMOOTHNESS_POINTS
 from fastdream.training.step import cameras_to, mark, render_batch, sds_losses
 
 __all__ = ["Trainer", "TrainResult", "NonFiniteError", "resolve_device"]
@@ -122,14 +123,17 @@ class Trainer:
         latent = schedules.in_latent_warmup(cfg.guidance, self.guidance, self.step, iters)
         if self.guidance.elevation_classifier is not None:
             self.guidance.elevation_scale = schedules.elevation_scale(cfg.guidance, self.step, iters)
+        weights = schedules.loss_weights(cfg.loss, self.step, iters)
         self.scene.train()
         with self.optim.autocast():
             batch = render_batch(self.scene, cameras_to(cams, self.device), shading, ambient, r.height, r.width,
-                                 stratified=r.stratified, need_samples=cfg.loss.orientation > 0,
-                                 generator=self.cam_gen, max_samples=self.capacity)
+                                 stratified=r.stratified,
+                                 need_samples=weights.orientation > 0 or weights.normal_smoothness > 0,
+                                 generator=self.cam_gen, max_samples=self.capacity,
+                                 probe_points=SMOOTHNESS_POINTS if weights.normal_smoothness > 0 else 0)
         mark(clock, "render_fwd")
         total, losses = sds_losses(self.guidance, batch, self.prompts, cfg, t_range=self.t_range(),
-                                   generator=self.noise_gen, latent=latent, clock=clock)
+                                   generator=self.noise_gen, latent=latent, clock=clock, loss_weights=weights)
         self.optim.backward(total)
         mark(clock, "render_backward")
         self.optim.set_lr_scale(schedules.lr_scale(cfg.optim, self.step, iters))

@@ -27,7 +27,8 @@ STEP_CODE = [("training/step.py", None), ("training/losses.py", None), ("trainin
              ("guidance/encoders.py", None), ("guidance/graphs.py", "__call__"), ("scene/occupancy.py", "update"),
              ("scene/occupancy.py", "_level_box"), ("scene/background.py", "forward"), ("ops/transfer.py", None),
              ("render/rays.py", "render_rays"), ("render/rays.py", "finish_render"), ("scene/field.py", "_evaluate"),
-             ("scene/field.py", "forward_with_normals"), ("scene/field.py", "_normals_from")]
+             ("scene/field.py", "forward_with_normals"), ("scene/field.py", "_normals_from"),
+             ("scene/field.py", "normals")]
 SYNC_METHODS = {"item", "tolist", "cpu", "numpy", "nonzero"}
 SYNC_FUNCTIONS = {"nonzero", "unique", "masked_select", "argwhere"}
 # Sync-capable calls a CPU step makes on host data that stays on the host on CUDA too, and why.
@@ -95,8 +96,9 @@ class _SiteRecorder:
         return recorded
 
 
-def test_cpu_steps_call_sync_capable_methods_only_on_host_data(tiny_sd_dir, tmp_path, monkeypatch):
-    trainer = _sd_trainer(tiny_sd_dir, tmp_path / "run")
+@pytest.mark.parametrize("over", [{}, {"loss.normal_smoothness": 1.0}], ids=["default", "normal_smoothness"])
+def test_cpu_steps_call_sync_capable_methods_only_on_host_data(tiny_sd_dir, tmp_path, monkeypatch, over):
+    trainer = _sd_trainer(tiny_sd_dir, tmp_path / "run", **over)
     trainer.capacity = SampleCapacity(1 << 14, granularity=256, minimum=256)  # what a GPU run uses
     for _ in range(3):
         trainer.train_step()
@@ -122,7 +124,8 @@ def test_profiled_step_marks_every_phase(tiny_sd_dir, tmp_path):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("over", [{}, {"train.cuda_graphs": True}], ids=["eager", "cuda_graphs"])
+@pytest.mark.parametrize("over", [{}, {"train.cuda_graphs": True}, {"loss.normal_smoothness": 1.0}],
+                         ids=["eager", "cuda_graphs", "normal_smoothness"])
 def test_cuda_trainer_steps_make_no_host_sync(tiny_sd_dir, tmp_path, over):
     trainer = _sd_trainer(tiny_sd_dir, tmp_path / "run", device="cuda", **over)
     assert isinstance(trainer.capacity, SampleCapacity)
