@@ -37,6 +37,12 @@ GUIDANCE_SCALE = 7.5
 #   of single-draw SDS, and the prior at 32x32 pulls it back too weakly to undo it. Averaging 4 (t, noise) draws per
 #   render took seeds 1 and 2 to 23% and 15% (16 draws: no better than 4) for ~2x the step time on a CPU.
 NOISE_SAMPLES = 4
+# - loss.normal_smoothness 30: the cubes' faces came out cupped with flared edges, a shape error under one pixel of
+#   the 32x32 prior that no guidance schedule fixed; smoothing the field's normals at surface points flattens them
+#   (red cube 12.3% -> 1.6-10% off over the recipes tried). It closes the torus's hole with a membrane unless the
+#   strong elevation guidance comes early, so the prior's folder (fastdream.json) switches it at a quarter of the run.
+#   10 of 12 shapes pass every bar (was 9): bench/results/2026-12-04-cpu-normal-smoothness.md.
+NORMAL_SMOOTHNESS = 30.0
 FAST_PRESET = {
     "train.iters": 600, "render.width": 32, "render.height": 32, "render.grid_resolution": 32,
     "render.render_step_size": 0.03, "guidance.guidance_scale": GUIDANCE_SCALE,
@@ -44,6 +50,7 @@ FAST_PRESET = {
     "shading.textureless_prob": 0.0, "loss.orientation": 0.0, "optim.lr_mlp": 1e-2,
     "train.checkpoint_every": 200, "train.preview_every": 200, "train.eval_every": 200, "train.log_every": 10,
     "background.kind": "white", "loss.sparsity": SPARSITY_WEIGHT,
+    "loss.normal_smoothness": NORMAL_SMOOTHNESS,
     "field.options": {"log2_hashmap_size": 14, "n_levels": 8, "finest_resolution": 256, "hidden_dim": 32,
                       "n_hidden_layers": 1, "blob_shape": "cone"},
 }

@@ -70,7 +70,8 @@ def test_small_sd_models_get_the_small_fast_recipe(tmp_path):
     assert kinds.recipe("sd", stable_diffusion.DEFAULT_MODEL, "fast") == sd_fast
     assert kinds.recipe("builtin:shapes-sd", None, "default") == {**stable_diffusion.BASE_PRESET, **shipped}
     assert kinds.recipe("builtin:shapes", None, "fast") == {**pixel.FAST_PRESET, "guidance.elevation_guidance": 8.0,
-                                                           "guidance.elevation_guidance_end": 32.0}
+                                                           "guidance.elevation_guidance_end": 48.0,
+                                                           "guidance.elevation_guidance_switch": 0.25}
 
 
 def test_a_model_folder_declares_how_its_data_was_captioned(tmp_path):
