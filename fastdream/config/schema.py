@@ -35,6 +35,9 @@ class GuidanceConfig:
     # gentle scale while the shape forms, a strong one to settle its height; None keeps elevation_guidance throughout)
     elevation_guidance_end: float | None = None
     elevation_guidance_switch: float = 0.5
+    # guide only the draws with t >= this fraction of the noise schedule (where the noisy image no longer shows the
+    # elevation); 0 guides every draw
+    elevation_guidance_min_t: float = 0.0
     half_precision: bool = True  # fp16/bf16 weights on GPU; always fp32 on CPU
     compile: bool = False  # torch.compile the image encoder and the UNet (CUDA; the first steps compile)
     latent_warmup: float = 0.0  # fraction of steps that feed [rgb, opacity] as latents and skip the VAE

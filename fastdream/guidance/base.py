@@ -98,6 +98,7 @@ class Guidance(abc.ABC):
     # ships an elevation_classifier/ sets elevation_classifier; guidance.elevation_guidance sets the scale.
     elevation_classifier = None
     elevation_scale = 0.0
+    elevation_min_t = 0.0  # guidance.elevation_guidance_min_t: draws at lower t are left unguided
     _view_elevations = None
 
     def set_view(self, view: ViewContext) -> None:
@@ -129,11 +130,12 @@ class Guidance(abc.ABC):
         """(channels, resolution) of what the diffusion model denoises; guidances with an elevation classifier say."""
         raise NotImplementedError
 
-    def guide_elevation(self, eps_hat: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor,
-                        draws: int) -> torch.Tensor:
+    def guide_elevation(self, eps_hat: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor, draws: int,
+                        t: torch.Tensor) -> torch.Tensor:
         """ε̂ − s·σ_t·∇_{x_t} log p(elevation | x_t) with the elevations set_view announced (the classifier adds the
         condition a prior's captions lack; by Bayes the sum is the score of p(x_t | c, e)). x_t [D·B,...] is
-        draw-major over the B views (D = draws), abar [D·B,1,1,1] its ᾱ_t. Unchanged when the scale is 0."""
+        draw-major over the B views (D = draws), abar [D·B,1,1,1] its ᾱ_t, t [D·B] its timesteps: draws below
+        elevation_min_t·T stay unguided. Unchanged when the scale is 0."""
         if self.elevation_scale <= 0:
             return eps_hat
         views = self._view_elevations
@@ -145,7 +147,8 @@ class Guidance(abc.ABC):
             x = x_t.detach().requires_grad_(True)
             log_p = self.elevation_classifier.log_prob(x, sigma.reshape(-1), elevation).sum()
             (grad,) = torch.autograd.grad(log_p, x)
-        return eps_hat - self.elevation_scale * sigma * grad
+        guided = (t.reshape(-1, 1, 1, 1) >= self.elevation_min_t * (self.num_train_timesteps - 1)).to(grad.dtype)
+        return eps_hat - self.elevation_scale * sigma * grad * guided
 
     def sample_timesteps(self, batch: int, t_range: tuple[float, float], device,
                          generator: torch.Generator | None = None) -> torch.Tensor:

@@ -189,7 +189,7 @@ class PixelDiffusionGuidance(Guidance):
         x_t = a.sqrt() * xs + (1 - a).sqrt() * noise
         cond = cond if cond.shape[0] == 1 else repeat_for_draws(cond, k)
         eps_hat = self.predict_noise(x_t, t, cond.to(self.device), uncond.to(self.device), guidance_scale)
-        eps_hat = self.guide_elevation(eps_hat, x_t, a, k)
+        eps_hat = self.guide_elevation(eps_hat, x_t, a, k, t)
         grad = mean_over_draws(torch.nan_to_num((1 - a) * (eps_hat - noise)), k)
         out = SDSOutput(loss=self.sds_loss(x, grad), t=t, grad_norm=grad.norm().detach())
         if hasattr(out, "extras"):

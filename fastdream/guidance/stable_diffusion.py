@@ -244,7 +244,7 @@ class StableDiffusionGuidance(Guidance):
             cond = repeat_for_draws(cond, k)  # predict_noise takes one cond row per image, as the trainer passes
             noise_pred = self.predict_noise(x_t, t, cond, uncond, guidance_scale)
             if not as_latent:  # the classifier reads VAE latents, not the warm-up's [rgb, opacity]
-                noise_pred = self.guide_elevation(noise_pred, x_t, abar, k)
+                noise_pred = self.guide_elevation(noise_pred, x_t, abar, k, t)
             # nan_to_num as both references do: a NaN from the fp16/bf16 UNet must not poison the field; NaN in the
             # renders themselves still reaches the trainer's guard through the loss
             grad = mean_over_draws(torch.nan_to_num((1 - abar) * (noise_pred - noise)), k)

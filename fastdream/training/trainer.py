@@ -123,6 +123,7 @@ class Trainer:
         latent = schedules.in_latent_warmup(cfg.guidance, self.guidance, self.step, iters)
         if self.guidance.elevation_classifier is not None:
             self.guidance.elevation_scale = schedules.elevation_scale(cfg.guidance, self.step, iters)
+            self.guidance.elevation_min_t = cfg.guidance.elevation_guidance_min_t
         weights = schedules.loss_weights(cfg.loss, self.step, iters)
         self.scene.train()
         with self.optim.autocast():

@@ -66,9 +66,10 @@ def test_guidance_subtracts_sigma_times_the_classifier_score(tmp_path):
     x_t = torch.randn(4, 3, 16, 16, dtype=torch.float64)  # two draws of two views, draw-major
     a = torch.rand(4, 1, 1, 1, dtype=torch.float64) * 0.9 + 0.05
     eps = torch.randn_like(x_t)
-    guided = g.guide_elevation(eps.clone(), x_t, a, draws=2)
+    t = torch.randint(0, g.num_train_timesteps, (4,))
+    guided = g.guide_elevation(eps.clone(), x_t, a, draws=2, t=t)
     with pytest.raises(ValueError, match="set_view"):  # three draws of two views is not this batch
-        g.guide_elevation(eps.clone(), x_t, a, draws=3)
+        g.guide_elevation(eps.clone(), x_t, a, draws=3, t=t)
     el = torch.tensor([-5.0, 30.0, -5.0, 30.0], dtype=torch.float64)
     sigma = (1 - a).sqrt().reshape(-1)
     # the directional derivative of sum log p(e | x_t) along v, by central differences in float64
@@ -78,6 +79,15 @@ def test_guidance_subtracts_sigma_times_the_classifier_score(tmp_path):
         fd = (clf.log_prob(x_t + h * v, sigma, el).sum() - clf.log_prob(x_t - h * v, sigma, el).sum()) / (2 * h)
     score = (eps - guided) / (3.0 * (1 - a).sqrt())
     assert torch.allclose((score * v).sum(), fd, rtol=1e-5, atol=1e-8)
+
+    # guidance.elevation_guidance_min_t: draws below it come back untouched, the others exactly as guided above
+    g.elevation_min_t = 0.5
+    t_cut = round(0.5 * (g.num_train_timesteps - 1))
+    t = torch.tensor([t_cut - 1, t_cut, 0, g.num_train_timesteps - 1])
+    gated = g.guide_elevation(eps.clone(), x_t, a, draws=2, t=t)
+    full = g.guide_elevation(eps.clone(), x_t, a, draws=2, t=torch.full_like(t, g.num_train_timesteps - 1))
+    assert torch.equal(gated[[0, 2]], eps[[0, 2]])
+    assert torch.allclose(gated[[1, 3]], full[[1, 3]], rtol=0, atol=0)
 
 
 def test_elevation_guidance_refusals(tmp_path):
@@ -136,23 +146,26 @@ def test_sds_with_elevation_guidance_needs_the_views(tmp_path):
 
 def test_the_scale_switches_to_the_end_value_at_the_scheduled_step(tmp_path):
     """guidance.elevation_guidance_end takes over once elevation_guidance_switch of the run has passed; the classifier
-    is checked at the stronger of the two scales before the first step."""
+    is checked at the stronger of the two scales before the first step; guidance.elevation_guidance_min_t reaches the
+    guidance."""
     from fastdream.training.trainer import Trainer
     from tests.helpers.train_utils import tiny_config
     folder = _tiny_prior_folder(tmp_path, with_classifier=True)
     g = PixelDiffusionGuidance.from_pretrained(folder)
     scales, guide = [], g.guide_elevation
-    g.guide_elevation = lambda *a, **k: (scales.append(g.elevation_scale), guide(*a, **k))[1]
+    g.guide_elevation = lambda *a, **k: (scales.append((g.elevation_scale, g.elevation_min_t)), guide(*a, **k))[1]
     cfg = tiny_config(**{"guidance.spec": f"builtin:{folder}", "train.iters": 5, "train.checkpoint_every": 0,
                          "guidance.guidance_scale": 3.0, "guidance.elevation_guidance": 2.0,
-                         "guidance.elevation_guidance_end": 7.0, "guidance.elevation_guidance_switch": 0.6})
+                         "guidance.elevation_guidance_end": 7.0, "guidance.elevation_guidance_switch": 0.6,
+                         "guidance.elevation_guidance_min_t": 0.3})
     assert Trainer(cfg, tmp_path / "run", guidance=g, progress=False).train().status == "done"
-    assert scales == [2.0, 2.0, 2.0, 7.0, 7.0]  # steps 0-2 are before 0.6 · 5
+    assert scales == [(2.0, 0.3)] * 3 + [(7.0, 0.3)] * 2  # steps 0-2 are before 0.6 · 5
     bare = PixelDiffusionGuidance.from_pretrained(_tiny_prior_folder(tmp_path / "b", with_classifier=False))
     cfg = tiny_config(**{"guidance.elevation_guidance": 0.0, "guidance.elevation_guidance_end": 4.0})
     with pytest.raises(UserError, match="elevation_classifier"):  # the end scale needs the classifier too
         Trainer(cfg, tmp_path / "run2", guidance=bare, progress=False)
-    for bad in ("guidance.elevation_guidance_end=-1", "guidance.elevation_guidance_switch=1.5"):
+    for bad in ("guidance.elevation_guidance_end=-1", "guidance.elevation_guidance_switch=1.5",
+                "guidance.elevation_guidance_min_t=1.5"):
         with pytest.raises(UserError, match=bad.split("=")[0]):
             make_config("fast", overrides=[bad])
 

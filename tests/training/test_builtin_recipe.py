@@ -8,9 +8,10 @@ Before the fast recipe got its sparsity weight and white background, this run gr
 noise draws per render, half the cube's surface lay more than 0.05 off the true faces (49.5% builtin:shapes, 47.2%
 builtin:shapes-sd); then 18.4% and 35.2% (bench/results/2026-12-02-cpu-recipe-truth*.md). builtin:shapes now also
 guides toward each view's camera elevation (its folder's elevation classifier): 9.2%
-(bench/results/2026-12-03-cpu-recipe-truth-builtin.md); at 8 then 32 from half the run (shipped) 12.3%, at 8 then 48
-17.7% (...-builtin-eg8to32.md, ...-eg8to48.md). OFF_SURFACE_CEILING fails each older recipe. The issue's
-bar is 5%, which the cube does not meet yet.
+(bench/results/2026-12-03-cpu-recipe-truth-builtin.md); at 8 then 32 from half the run 12.3%, at 8 then 48 17.7%
+(...-builtin-eg8to32.md, ...-eg8to48.md); with normal smoothness 30 and 8 then 48 from a quarter (shipped) 10.3%
+(bench/results/2026-12-04-cpu-recipe-truth-builtin.md). OFF_SURFACE_CEILING fails every recipe before the elevation
+guidance and the 8-then-48 one without the smoothness. The issue's bar is 5%, which the cube does not meet yet.
 """
 from __future__ import annotations
 
