@@ -141,10 +141,21 @@ def table_rows(report: dict, trained: dict) -> list[dict]:
                      "off_surface": t.get("off_surface"), "off_surface_by_height": t.get("off_surface_by_height"),
                      "watertight": v.get("watertight"),
                      "components": v.get("components"), "rank": r.get("rank"), "predicted": r.get("predicted"),
-                     "passed": t.get("passed"), "failures": t.get("failures"),
                      "gltf_errors": gltf_errors(Path(r["run_dir"]) / "mesh" / "model.glb"),
                      "train_seconds": (trained.get(name) or {}).get("seconds")})
+        rows[-1].update(passed_and_failures(t, rows[-1]["rank"], rows[-1]["gltf_errors"]))
     return rows
+
+
+def passed_and_failures(truth: dict, rank: int | None, gltf_errors: int | None) -> dict:
+    """A row passes when eval's truth bars pass, R@1 names the prompt (builtin rows; oracle rows have no rank) and
+    the Khronos validator found no errors (None: it could not run here, which the row's column shows)."""
+    failures = list(truth.get("failures") or ([] if truth else ["no truth"]))
+    if rank not in (None, 1):
+        failures.append(f"R@1 ranked it {rank}")
+    if gltf_errors:
+        failures.append(f"{gltf_errors} glTF validator errors")
+    return {"passed": bool(truth.get("passed")) and not failures, "failures": failures}
 
 
 def _fmt(x, spec):

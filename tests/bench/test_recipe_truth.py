@@ -55,3 +55,14 @@ def test_set_overrides_reach_every_generate_command_after_the_jobs_own(tmp_path,
     make_config("fast", overrides=seen[0][seen[0].index("--guidance") + 2:])  # every override is a valid one
     with pytest.raises(SystemExit):
         recipe_truth.main(["--out", str(tmp_path), "--set", "no-equals-sign"])
+
+
+def test_a_row_passes_only_with_the_truth_bars_r1_and_the_validator():
+    from bench.recipe_truth import passed_and_failures
+    bars_ok, bars_bad = {"passed": True, "failures": []}, {"passed": False, "failures": ["off-surface 7.4% > 5%"]}
+    assert passed_and_failures(bars_ok, 1, 0) == {"passed": True, "failures": []}
+    assert passed_and_failures(bars_ok, None, None)["passed"]  # an oracle row; the validator could not run
+    assert passed_and_failures(bars_ok, 2, 0) == {"passed": False, "failures": ["R@1 ranked it 2"]}
+    assert passed_and_failures(bars_ok, 1, 3) == {"passed": False, "failures": ["3 glTF validator errors"]}
+    assert passed_and_failures(bars_bad, 2, 0)["failures"] == ["off-surface 7.4% > 5%", "R@1 ranked it 2"]
+    assert passed_and_failures({}, 1, 0) == {"passed": False, "failures": ["no truth"]}
