@@ -38,6 +38,10 @@ class GuidanceConfig:
     # guide only the draws with t >= this fraction of the noise schedule (where the noisy image no longer shows the
     # elevation); 0 guides every draw
     elevation_guidance_min_t: float = 0.0
+    # views whose camera is above elevation_guidance_above degrees are guided at elevation_guidance_above_factor times
+    # the scale (a strong scale settles bottoms from the low views but flares a cube's top from the high ones)
+    elevation_guidance_above: float | None = None
+    elevation_guidance_above_factor: float = 1.0
     half_precision: bool = True  # fp16/bf16 weights on GPU; always fp32 on CPU
     compile: bool = False  # torch.compile the image encoder and the UNet (CUDA; the first steps compile)
     latent_warmup: float = 0.0  # fraction of steps that feed [rgb, opacity] as latents and skip the VAE

@@ -84,6 +84,8 @@ def _guidance(cfg) -> None:
     check_range("guidance.elevation_guidance_end", g.elevation_guidance_end, 0.0, 1000.0, optional=True)
     check_range("guidance.elevation_guidance_switch", g.elevation_guidance_switch, 0.0, 1.0)
     check_range("guidance.elevation_guidance_min_t", g.elevation_guidance_min_t, 0.0, 1.0)
+    check_range("guidance.elevation_guidance_above", g.elevation_guidance_above, -90.0, 90.0, optional=True)
+    check_range("guidance.elevation_guidance_above_factor", g.elevation_guidance_above_factor, 0.0, 10.0)
     check_range("guidance.t_min", g.t_min, 0.0, 1.0)
     check_range("guidance.t_max", g.t_max, 0.0, 1.0)
     if g.t_min >= g.t_max:

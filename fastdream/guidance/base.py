@@ -99,6 +99,7 @@ class Guidance(abc.ABC):
     elevation_classifier = None
     elevation_scale = 0.0
     elevation_min_t = 0.0  # guidance.elevation_guidance_min_t: draws at lower t are left unguided
+    elevation_above, elevation_above_factor = None, 1.0  # guidance.elevation_guidance_above(_factor)
     _view_elevations = None
 
     def set_view(self, view: ViewContext) -> None:
@@ -135,7 +136,8 @@ class Guidance(abc.ABC):
         """ε̂ − s·σ_t·∇_{x_t} log p(elevation | x_t) with the elevations set_view announced (the classifier adds the
         condition a prior's captions lack; by Bayes the sum is the score of p(x_t | c, e)). x_t [D·B,...] is
         draw-major over the B views (D = draws), abar [D·B,1,1,1] its ᾱ_t, t [D·B] its timesteps: draws below
-        elevation_min_t·T stay unguided. Unchanged when the scale is 0."""
+        elevation_min_t·T stay unguided, views above elevation_above degrees get elevation_above_factor of the scale.
+        Unchanged when the scale is 0."""
         if self.elevation_scale <= 0:
             return eps_hat
         views = self._view_elevations
@@ -147,7 +149,10 @@ class Guidance(abc.ABC):
             x = x_t.detach().requires_grad_(True)
             log_p = self.elevation_classifier.log_prob(x, sigma.reshape(-1), elevation).sum()
             (grad,) = torch.autograd.grad(log_p, x)
-        guided = (t.reshape(-1, 1, 1, 1) >= self.elevation_min_t * (self.num_train_timesteps - 1)).to(grad.dtype)
+        guided = (t >= self.elevation_min_t * (self.num_train_timesteps - 1)).to(grad.dtype)
+        if self.elevation_above is not None:
+            guided = guided * torch.where(elevation > self.elevation_above, self.elevation_above_factor, 1.0)
+        guided = guided.reshape(-1, 1, 1, 1)
         return eps_hat - self.elevation_scale * sigma * grad * guided
 
     def sample_timesteps(self, batch: int, t_range: tuple[float, float], device,

@@ -23,7 +23,8 @@ __all__ = ["KINDS", "kind_of", "recipe", "builtin_folder", "builtin_name", "is_s
 MODEL_RECIPE_FILE = "fastdream.json"
 MODEL_RECIPE_KEYS = ("guidance.overhead_elevation", "guidance.front_azimuth_range", "guidance.elevation_guidance",
                      "guidance.elevation_guidance_end", "guidance.elevation_guidance_switch",
-                     "guidance.elevation_guidance_min_t")
+                     "guidance.elevation_guidance_min_t", "guidance.elevation_guidance_above",
+                     "guidance.elevation_guidance_above_factor")
 
 # recipe key -> (the dot-list overrides it adds to every preset, those it adds to the generic fast preset).
 # "sd-small" is an SD model (builtin:NAME or a local folder) whose native image is at most

@@ -81,6 +81,9 @@ class Trainer:
         g = config.guidance  # checked at the schedule's strongest scale; train_step sets each step's own
         self.guidance.use_elevation_guidance(max(g.elevation_guidance, g.elevation_guidance_end or 0.0),
                                              config.camera.elevation_range)
+        self.guidance.elevation_min_t = g.elevation_guidance_min_t  # which draws and views it guides, and how much
+        self.guidance.elevation_above, self.guidance.elevation_above_factor = (g.elevation_guidance_above,
+                                                                               g.elevation_guidance_above_factor)
         self.phase_clock = None  # profile() sets it; None keeps the step free of timing events
         self.sampler = CameraSampler(config.camera)
         self.cam_gen = torch.Generator().manual_seed(tc.seed)
@@ -123,7 +126,6 @@ class Trainer:
         latent = schedules.in_latent_warmup(cfg.guidance, self.guidance, self.step, iters)
         if self.guidance.elevation_classifier is not None:
             self.guidance.elevation_scale = schedules.elevation_scale(cfg.guidance, self.step, iters)
-            self.guidance.elevation_min_t = cfg.guidance.elevation_guidance_min_t
         weights = schedules.loss_weights(cfg.loss, self.step, iters)
         self.scene.train()
         with self.optim.autocast():

@@ -89,6 +89,12 @@ def test_guidance_subtracts_sigma_times_the_classifier_score(tmp_path):
     assert torch.equal(gated[[0, 2]], eps[[0, 2]])
     assert torch.allclose(gated[[1, 3]], full[[1, 3]], rtol=0, atol=0)
 
+    # guidance.elevation_guidance_above(_factor): the 30° view (draws 1 and 3) gets a quarter of the push, -5° all of it
+    g.elevation_min_t, g.elevation_above, g.elevation_above_factor = 0.0, 10.0, 0.25
+    split = g.guide_elevation(eps.clone(), x_t, a, draws=2, t=t)
+    assert torch.equal(split[[0, 2]], full[[0, 2]])
+    assert torch.allclose(eps[[1, 3]] - split[[1, 3]], 0.25 * (eps[[1, 3]] - full[[1, 3]]), rtol=1e-9, atol=1e-12)
+
 
 def test_elevation_guidance_refusals(tmp_path):
     bare = PixelDiffusionGuidance.from_pretrained(_tiny_prior_folder(tmp_path, with_classifier=False))
@@ -146,8 +152,8 @@ def test_sds_with_elevation_guidance_needs_the_views(tmp_path):
 
 def test_the_scale_switches_to_the_end_value_at_the_scheduled_step(tmp_path):
     """guidance.elevation_guidance_end takes over once elevation_guidance_switch of the run has passed; the classifier
-    is checked at the stronger of the two scales before the first step; guidance.elevation_guidance_min_t reaches the
-    guidance."""
+    is checked at the stronger of the two scales before the first step; guidance.elevation_guidance_min_t and
+    _above(_factor) reach the guidance."""
     from fastdream.training.trainer import Trainer
     from tests.helpers.train_utils import tiny_config
     folder = _tiny_prior_folder(tmp_path, with_classifier=True)
@@ -157,15 +163,18 @@ def test_the_scale_switches_to_the_end_value_at_the_scheduled_step(tmp_path):
     cfg = tiny_config(**{"guidance.spec": f"builtin:{folder}", "train.iters": 5, "train.checkpoint_every": 0,
                          "guidance.guidance_scale": 3.0, "guidance.elevation_guidance": 2.0,
                          "guidance.elevation_guidance_end": 7.0, "guidance.elevation_guidance_switch": 0.6,
-                         "guidance.elevation_guidance_min_t": 0.3})
+                         "guidance.elevation_guidance_min_t": 0.3, "guidance.elevation_guidance_above": 20.0,
+                         "guidance.elevation_guidance_above_factor": 0.5})
     assert Trainer(cfg, tmp_path / "run", guidance=g, progress=False).train().status == "done"
     assert scales == [(2.0, 0.3)] * 3 + [(7.0, 0.3)] * 2  # steps 0-2 are before 0.6 · 5
+    assert (g.elevation_above, g.elevation_above_factor) == (20.0, 0.5)
     bare = PixelDiffusionGuidance.from_pretrained(_tiny_prior_folder(tmp_path / "b", with_classifier=False))
     cfg = tiny_config(**{"guidance.elevation_guidance": 0.0, "guidance.elevation_guidance_end": 4.0})
     with pytest.raises(UserError, match="elevation_classifier"):  # the end scale needs the classifier too
         Trainer(cfg, tmp_path / "run2", guidance=bare, progress=False)
     for bad in ("guidance.elevation_guidance_end=-1", "guidance.elevation_guidance_switch=1.5",
-                "guidance.elevation_guidance_min_t=1.5"):
+                "guidance.elevation_guidance_min_t=1.5", "guidance.elevation_guidance_above=95",
+                "guidance.elevation_guidance_above_factor=-1"):
         with pytest.raises(UserError, match=bad.split("=")[0]):
             make_config("fast", overrides=[bad])
 
