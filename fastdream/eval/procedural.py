@@ -9,6 +9,7 @@ Two matchers:
 """
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -110,29 +111,61 @@ def classify_samples(images: torch.Tensor, reference: ReferenceBank, chunk: int 
     return torch.cat(shapes), color_idx
 
 
+# The cube is the one candidate that changes when turned about z, and its cameras take every azimuth, so a cube turned
+# by any yaw is as right as an upright one (eval/truth_target.py fits the same yaw). Unturned, an exact cube at 20-45
+# degrees ranked 3rd-4th, behind the sphere and the cylinder: a coarse grid over its 90-degree period, then finer.
+YAWED_SHAPES = {"cube": 90.0}
+YAW_STEPS_DEG = (15.0, 5.0, 1.25)
+
+
+def _turned(c2w: torch.Tensor, light: torch.Tensor, yaw_deg: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cameras [V,4,4] and lights [V,3] turned by -yaw about z: the views of the shape turned by +yaw."""
+    if yaw_deg == 0.0:
+        return c2w, light
+    a = math.radians(-yaw_deg)
+    rot = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    turned = c2w.clone()
+    turned[:, :3, :] = rot @ c2w[:, :3, :]
+    return turned, light @ rot.T
+
+
 def _best_over_sizes(shape, images, c2w, fovy, light, bg, lambertian, sizes, refine_steps, device) -> torch.Tensor:
-    """[C] distance of each colour of `shape` at its best size: the best of `sizes`, then for each step in
-    `refine_steps` the best of that size +- 1 and 2 steps."""
+    """[C] distance of each colour of `shape` at its best size (and yaw, for YAWED_SHAPES): the best of `sizes`,
+    then for each step in `refine_steps` the best of that size +- 1 and 2 steps, at each coarse yaw; then the best
+    yaw +- 1 and 2 of each finer YAW_STEPS_DEG at the best size."""
     from fastdream.priors.shapes_data import compose, render_geometry
     v, h = images.shape[0], images.shape[-1]
     best = torch.full((len(COLOR_NAMES),), float("inf"))
-    tried: dict[float, float] = {}  # size -> its best distance over colours
+    tried: dict[tuple[float, float], float] = {}  # (size, yaw) -> its best distance over colours
+    period = YAWED_SHAPES.get(shape)
 
-    def score(size: float) -> None:
-        alpha, shade = render_geometry(shape, c2w, fovy, light, torch.full((v,), size), h, device=device)
+    def score(size: float, yaw: float) -> None:
+        cams, lights = _turned(c2w, light, yaw)
+        alpha, shade = render_geometry(shape, cams, fovy, lights, torch.full((v,), size), h, device=device)
         errs = torch.stack([(compose(alpha, shade, _PALETTE[ci].expand(v, 3), bg, lambertian) - images)
                             .square().mean() for ci in range(len(COLOR_NAMES))])
         best.copy_(torch.minimum(best, errs))
-        tried[size] = float(errs.min())
+        tried[(size, yaw)] = float(errs.min())
 
-    for size in sizes:
-        score(float(size))
-    for step in refine_steps:
-        centre = min(tried, key=tried.get)
+    def best_size(yaw: float) -> None:  # the size grid, then refined, at one yaw
+        for size in sizes:
+            score(float(size), yaw)
+        for step in refine_steps:
+            centre = min((k for k in tried if k[1] == yaw), key=tried.get)[0]
+            for k in (-2, -1, 1, 2):
+                size = round(centre + k * step, 6)
+                if size > 0 and (size, yaw) not in tried:
+                    score(size, yaw)
+
+    # every coarse yaw gets its own size search: a turned cube of the wrong size can beat the right one upright
+    for yaw in ([k * YAW_STEPS_DEG[0] for k in range(int(period // YAW_STEPS_DEG[0]))] if period else [0.0]):
+        best_size(yaw)
+    for step in (YAW_STEPS_DEG[1:] if period else ()):
+        size, centre = min(tried, key=tried.get)
         for k in (-2, -1, 1, 2):
-            size = round(centre + k * step, 6)
-            if size > 0 and size not in tried:
-                score(size)
+            yaw = round((centre + k * step) % period, 4)
+            if (size, yaw) not in tried:
+                score(size, yaw)
     return best
 
 
