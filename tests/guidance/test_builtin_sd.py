@@ -112,4 +112,7 @@ def test_shapes_sd_fast_config_is_32px_with_sds_init():
     assert cfg.field.options.log2_hashmap_size == 14
     # the pixel prior's size-holding terms, not SD 2.1's sparsity 1.0 (calibrated to SD's gradient scale)
     assert cfg.loss.sparsity == 100.0 and cfg.background.kind == "white"
+    # but not its normal smoothness, which rounds this model's cube (the pixel prior's cube gains from it)
+    assert cfg.loss.normal_smoothness == 0.0
+    assert make_config("fast", **{"guidance.spec": "builtin:shapes"}).loss.normal_smoothness == 30.0
     assert make_config("default", **{"guidance.spec": "builtin:shapes-sd"}).loss.sparsity == 1.0
