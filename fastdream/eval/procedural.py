@@ -9,12 +9,11 @@ Two matchers:
 """
 from __future__ import annotations
 
-import math
 import re
 
 import torch
 
-from fastdream.procedural import COLORS, PRIMITIVES
+from fastdream.procedural import COLORS, PRIMITIVES, rotate_z
 
 __all__ = ["SHAPES", "COLOR_NAMES", "parse_prompt", "estimate_background", "classify_color", "ReferenceBank",
            "classify_samples", "procedural_scores", "summarize"]
@@ -122,11 +121,9 @@ def _turned(c2w: torch.Tensor, light: torch.Tensor, yaw_deg: float) -> tuple[tor
     """Cameras [V,4,4] and lights [V,3] turned by -yaw about z: the views of the shape turned by +yaw."""
     if yaw_deg == 0.0:
         return c2w, light
-    a = math.radians(-yaw_deg)
-    rot = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
     turned = c2w.clone()
-    turned[:, :3, :] = rot @ c2w[:, :3, :]
-    return turned, light @ rot.T
+    turned[:, :3, :] = rotate_z(c2w[:, :3, :].transpose(1, 2), -yaw_deg).transpose(1, 2)  # axes and centre
+    return turned, rotate_z(light, -yaw_deg)
 
 
 def _best_over_sizes(shape, images, c2w, fovy, light, bg, lambertian, sizes, refine_steps, device) -> torch.Tensor:

@@ -72,21 +72,13 @@ class Truth:
 
     def sdf(self, x: torch.Tensor) -> torch.Tensor:
         """Signed distance [N] at world points x [N,3]."""
-        return self.scene.sdf(_rotate_z(x, -self.yaw_deg))
+        return self.scene.sdf(procedural.rotate_z(x, -self.yaw_deg))
 
     @torch.no_grad()
     def masks(self, rays_o: torch.Tensor, rays_d: torch.Tensor) -> torch.Tensor:
         """Exact silhouette [R] bool along world rays [R,3] (procedural sphere tracing)."""
-        _, hit = procedural.render(self.scene, _rotate_z(rays_o, -self.yaw_deg), _rotate_z(rays_d, -self.yaw_deg))
+        _, hit = procedural.render(self.scene, procedural.rotate_z(rays_o, -self.yaw_deg), procedural.rotate_z(rays_d, -self.yaw_deg))
         return hit
-
-
-def _rotate_z(x: torch.Tensor, deg: float) -> torch.Tensor:
-    if deg == 0.0:
-        return x
-    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
-    # elementwise, not a [3,3] matmul: small float64 matmuls cost ~20 ms each on a busy machine (measured)
-    return torch.stack([c * x[..., 0] - s * x[..., 1], s * x[..., 0] + c * x[..., 1], x[..., 2]], -1)
 
 
 def truth_spec(config: dict, prompt: str) -> TruthSpec:
@@ -115,8 +107,8 @@ def truth_spec(config: dict, prompt: str) -> TruthSpec:
 def _fit_objective(kind: str, unit_points: torch.Tensor, mesh_points: torch.Tensor, mesh_tree):
     """Chamfer-like cost (mean mesh->truth |sdf| + mean truth->mesh distance) of a primitive at (size, yaw)."""
     def cost(size: float, yaw: float) -> float:
-        to_truth = procedural.sdf_primitive(kind, _rotate_z(mesh_points, -yaw), size).abs().mean()
-        truth = _rotate_z(unit_points * size, yaw).numpy()
+        to_truth = procedural.sdf_primitive(kind, procedural.rotate_z(mesh_points, -yaw), size).abs().mean()
+        truth = procedural.rotate_z(unit_points * size, yaw).numpy()
         return float(to_truth) + float(mesh_tree.query(truth, k=1)[0].mean())
     return cost
 

@@ -4,7 +4,7 @@ import torch
 
 from fastdream.cameras import get_rays, pose_spherical
 from fastdream.eval import procedural as ev
-from fastdream.procedural import COLORS, Scene, Shape, render
+from fastdream.procedural import COLORS, Scene, Shape, render, rotate_z
 
 
 def _views(kind, color, size=0.5, res=16, bg=1.0):
@@ -52,15 +52,14 @@ def test_an_exact_render_between_the_coarse_sizes_ranks_first(kind, size):
 def test_a_turned_cube_ranks_first(yaw, shading):
     # the cameras take every azimuth, so a cube turned about z is as right as an upright one; scored upright only, an
     # exact cube turned by 20-45 degrees ranked 3rd or 4th, behind the sphere and the cylinder
-    from fastdream.eval.truth_target import _rotate_z
     c2w = pose_spherical(torch.full((4,), 3.0), torch.full((4,), 30.0), torch.tensor([10.0, 100.0, 190.0, 280.0]))
     light = torch.tensor([2.0, -1.0, 3.0])
     imgs = []
     for i in range(4):
         ro, rd = get_rays(c2w[i], 40.0, 32, 32)
-        ro, rd = _rotate_z(ro.reshape(-1, 3), -yaw), _rotate_z(rd.reshape(-1, 3), -yaw)  # the scene turned by +yaw
+        ro, rd = rotate_z(ro.reshape(-1, 3), -yaw), rotate_z(rd.reshape(-1, 3), -yaw)  # the scene turned by +yaw
         rgb, _ = render(Scene([Shape("cube", "blue", size=0.45)]), ro, rd, background=1.0, shading=shading,
-                        light_position=_rotate_z(light, -yaw))
+                        light_position=rotate_z(light, -yaw))
         imgs.append(rgb.reshape(32, 32, 3).permute(2, 0, 1))
     r = ev.procedural_scores(torch.stack(imgs), c2w, 40.0, "cube", "blue", background=1.0, shading=shading,
                              light_position=light)
