@@ -158,6 +158,8 @@ class TrainConfig:
     eval_views: int = 4
     eval_resolution: int = 64
     export: bool = True
+    # from this share of the run on, keep the running mean of the field's weights and end the run on it (1 = off)
+    average_from: float = 1.0
     cuda_graphs: bool = False  # replay the UNet's CFG forward from a CUDA graph (CUDA only)
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest convolution algorithms for the fixed shapes (CUDA)
 

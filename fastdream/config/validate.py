@@ -177,6 +177,7 @@ def _train(cfg) -> None:
     if t.log_every < 1:
         fail("train.log_every", "an integer in [1, 10000000]", t.log_every)
     check_range("train.eval_views", t.eval_views, 0, 64, integer=True)
+    check_range("train.average_from", t.average_from, 0.0, 1.0)
     check_range("train.eval_resolution", t.eval_resolution, 8, 1024, integer=True)
     for name in ("cuda_graphs", "cudnn_benchmark"):
         check_bool(f"train.{name}", getattr(t, name))

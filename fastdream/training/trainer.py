@@ -21,6 +21,7 @@ from fastdream.guidance.view_prompts import view_prompts
 from fastdream.ops.capacity import SampleCapacity
 from fastdream.scene.scene import Scene
 from fastdream.training import hooks, run_folder, schedules
+from fastdream.training.averaging import WeightAverage, rebuild_occupancy
 from fastdream.training.hooks import NonFiniteError
 from fastdream.training.optim import Optimizer
 from fastdream.training.losses import SMOOTHNESS_POINTS
@@ -95,6 +96,8 @@ class Trainer:
         if guidance is None and hasattr(self.guidance, "release_text_encoder"):
             self.guidance.release_text_encoder()  # ours alone: free its memory for the step
         self.step = 0
+        self.average = (WeightAverage(self.scene.field, round(tc.average_from * tc.iters))
+                        if tc.average_from < 1.0 else None)
         if state is not None:
             self._restore(state)
 
@@ -145,6 +148,8 @@ class Trainer:
         self._update_grid()
         mark(clock, "grid_update")
         self.step += 1
+        if self.average is not None:
+            self.average.after_step(self.step)
         losses["loss"] = total.detach()
         return {k: v.detach() for k, v in losses.items()}
 
@@ -157,6 +162,17 @@ class Trainer:
                                    warmup_steps=r.grid_warmup_steps, n=r.grid_update_every)
         self.scene.field.train()
 
+    def end_on_average(self) -> None:
+        """Put the field's averaged weights in place and rebuild the occupancy grid for them (train.average_from)."""
+        if self.average is None or not self.average.apply():
+            return
+        r = self.cfg.render
+        self.scene.field.eval()
+        rebuild_occupancy(self.scene.grid, lambda x: self.scene.field.density(x) * r.render_step_size,
+                          occ_thre=r.grid_occ_threshold)
+        self.scene.field.train()
+        log.info("the field is the mean of its weights over the last %d steps", self.average.count)
+
     # ---- state -------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state(), "camera": self.cam_gen.get_state(),
@@ -164,7 +180,8 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {"format": "fastdream", "version": CHECKPOINT_VERSION, "step": self.step, "prompt": self.cfg.prompt,
-                "config": to_dict(self.cfg), **self.scene.state_dict(), **self.optim.state_dict(), "rng": rng}
+                "config": to_dict(self.cfg), **self.scene.state_dict(), **self.optim.state_dict(), "rng": rng,
+                **({} if self.average is None else {"field_average": self.average.state_dict()})}
 
     def _check_resume(self, state: dict) -> int:
         """UserError unless the checkpoint can continue under this config (before anything slow is loaded);
@@ -192,6 +209,7 @@ class Trainer:
             rng = state["rng"]
             torch.set_rng_state(rng["torch"])
             self.cam_gen.set_state(rng["camera"])
+            self._restore_average(state.get("field_average"))
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise UserError(f"--resume: {self.ckpt_path} does not match this run: "
                             f"{(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
@@ -202,6 +220,16 @@ class Trainer:
         except (RuntimeError, KeyError, TypeError):  # from another device type: reseed deterministically
             self.noise_gen.manual_seed(self.cfg.train.seed + 1 + int(state["step"]))
         self.step = int(state["step"])
+
+    def _restore_average(self, saved: dict | None) -> None:
+        """The saved running mean, when it was kept from the step this run's config averages from."""
+        if self.average is None or saved is None:
+            return
+        if int(saved["start_step"]) != self.average.start_step:
+            log.info("--resume: the weight average starts at step %d now (was %d); it starts over",
+                     self.average.start_step, int(saved["start_step"]))
+            return
+        self.average.load_state_dict(saved)
 
     def params_finite(self) -> bool:
         """True when every field/background parameter is finite (one host sync)."""
@@ -263,6 +291,8 @@ class Trainer:
                     if any([h.after_step(losses) for h in side_work]):
                         logger.restart_clock()
                 guard.check()
+                if stop.signum is None:
+                    self.end_on_average()
                 for h in side_work:  # a signal during the final evaluation skips the rest; the checkpoint is saved
                     h.on_end("done" if stop.signum is None else "interrupted")
                 if stop.signum is not None:
