@@ -77,7 +77,8 @@ class Truth:
     @torch.no_grad()
     def masks(self, rays_o: torch.Tensor, rays_d: torch.Tensor) -> torch.Tensor:
         """Exact silhouette [R] bool along world rays [R,3] (procedural sphere tracing)."""
-        _, hit = procedural.render(self.scene, procedural.rotate_z(rays_o, -self.yaw_deg), procedural.rotate_z(rays_d, -self.yaw_deg))
+        turn = -self.yaw_deg  # the rays in the upright shape's frame
+        _, hit = procedural.render(self.scene, procedural.rotate_z(rays_o, turn), procedural.rotate_z(rays_d, turn))
         return hit
 
 

@@ -153,11 +153,15 @@ class Trainer:
         losses["loss"] = total.detach()
         return {k: v.detach() for k, v in losses.items()}
 
+    def _grid_density(self, x: torch.Tensor) -> torch.Tensor:
+        """What the occupancy grid thresholds: the field's density times the march step."""
+        return self.scene.field.density(x) * self.cfg.render.render_step_size
+
     def _update_grid(self) -> None:
         r = self.cfg.render
         self.scene.field.eval()
         with torch.no_grad():
-            self.scene.grid.update(self.step, lambda x: self.scene.field.density(x) * r.render_step_size,
+            self.scene.grid.update(self.step, self._grid_density,
                                    occ_thre=r.grid_occ_threshold, ema_decay=r.grid_ema_decay,
                                    warmup_steps=r.grid_warmup_steps, n=r.grid_update_every)
         self.scene.field.train()
@@ -166,10 +170,8 @@ class Trainer:
         """Put the field's averaged weights in place and rebuild the occupancy grid for them (train.average_from)."""
         if self.average is None or not self.average.apply():
             return
-        r = self.cfg.render
         self.scene.field.eval()
-        rebuild_occupancy(self.scene.grid, lambda x: self.scene.field.density(x) * r.render_step_size,
-                          occ_thre=r.grid_occ_threshold)
+        rebuild_occupancy(self.scene.grid, self._grid_density, occ_thre=self.cfg.render.grid_occ_threshold)
         self.scene.field.train()
         log.info("the field is the mean of its weights over the last %d steps", self.average.count)
 

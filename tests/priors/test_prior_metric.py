@@ -47,7 +47,6 @@ def test_an_exact_render_between_the_coarse_sizes_ranks_first(kind, size):
     assert r["rank"] == 1, r["ranking"][:3]
 
 
-
 @pytest.mark.parametrize("yaw, shading", [(37.0, "albedo"), (20.0, "lambertian")])
 def test_a_turned_cube_ranks_first(yaw, shading):
     # the cameras take every azimuth, so a cube turned about z is as right as an upright one; scored upright only, an
