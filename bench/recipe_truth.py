@@ -104,10 +104,17 @@ def train(job, args) -> dict:
         rc = subprocess.run(cmd + (["--resume"] if (run / "checkpoints" / "last.pt").is_file() else []),
                             stdout=log, stderr=subprocess.STDOUT, env=env).returncode
     seconds = round(time.monotonic() - start, 1)
-    print(f"{name}: exit {rc} after {seconds} s", flush=True)
+    why = "" if rc == 0 else f": {_last_line(Path(args.out) / f'{name}.log')}"
+    print(f"{name}: exit {rc} after {seconds} s{why}", flush=True)
     if rc == 0:
         (Path(args.out) / f"{name}.seconds").write_text(f"{seconds}\n")
     return {**row, "seconds": seconds, "rc": rc}
+
+
+def _last_line(log: Path) -> str:
+    """The last non-empty line of a run's log: generate's one-line error when it refused to start."""
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.is_file() else []
+    return lines[-1].strip() if lines else "(no output)"
 
 
 def gltf_errors(glb: Path) -> int | None:
@@ -216,6 +223,9 @@ def main(argv=None) -> int:
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         trained = {r["name"]: r for r in pool.map(lambda j: train(j, args), todo)}
     runs = [str(Path(args.out) / name) for name, _, _ in todo if trained[name]["rc"] == 0]
+    if not runs:
+        print(f"recipe_truth: every run failed to train (see {args.out}/*.log)", file=sys.stderr)
+        return 2
     eval_json = Path(args.out) / "eval.json"
     subprocess.run(["fastdream", "eval", *runs, "--procedural", "--device", "cpu", "--json", str(eval_json)],
                    check=True)

@@ -57,6 +57,17 @@ def test_set_overrides_reach_every_generate_command_after_the_jobs_own(tmp_path,
         recipe_truth.main(["--out", str(tmp_path), "--set", "no-equals-sign"])
 
 
+def test_a_table_whose_runs_all_refuse_to_start_ends_in_one_line_naming_why(tmp_path, capsys):
+    """A misspelt --set key fails every run: the table says so and why, instead of a traceback from eval."""
+    from bench import recipe_truth
+    rc = recipe_truth.main(["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--only", "builtin",
+                            "--shapes", "cube", "--colors", "red", "--jobs", "1", "--set", "train.batch_size=2"])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    assert "red-cube: exit 2" in out and "unknown key train.batch_size" in out
+    assert err.strip().splitlines() == [f"recipe_truth: every run failed to train (see {tmp_path / 'runs'}/*.log)"]
+
+
 def test_a_row_passes_only_with_the_truth_bars_r1_and_the_validator():
     from bench.recipe_truth import passed_and_failures
     bars_ok, bars_bad = {"passed": True, "failures": []}, {"passed": False, "failures": ["off-surface 7.4% > 5%"]}
