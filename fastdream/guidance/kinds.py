@@ -94,9 +94,10 @@ def recipe(spec: str | None, model: str | None, preset: str) -> dict:
     folder declares (model_recipe)."""
     key = kind_of(spec, model)
     source = None if key == "target" else _sd_source(spec, model)
-    if key == "sd":
-        size = stable_diffusion.native_image_size(source)
-        if size is not None and size <= stable_diffusion.SMALL_IMAGE_SIZE:
-            key = "sd-small"
+    size = stable_diffusion.native_image_size(source) if key == "sd" else None
+    if size is not None and size <= stable_diffusion.SMALL_IMAGE_SIZE:
+        key = "sd-small"
     base, fast = KINDS[key]
+    if key == "sd-small":  # render at the model's own size: a 64x64 model would only see 32x32 renders upsampled
+        fast = {**fast, "render.width": size, "render.height": size}
     return {**base, **(fast if preset == "fast" else {}), **model_recipe(source)}

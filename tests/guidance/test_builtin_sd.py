@@ -63,8 +63,12 @@ def test_small_sd_models_get_the_small_fast_recipe(tmp_path):
     assert kinds.model_recipe(str(BUILTIN_DIR / "shapes-sd")) == shipped
     assert kinds.recipe("builtin:shapes-sd", None, "fast") == {**small_fast, **shipped}
     assert kinds.recipe("sd", "builtin:shapes-sd", "fast") == {**small_fast, **shipped}
-    assert kinds.recipe("sd", str(small), "fast") == small_fast
-    assert kinds.recipe(str(small), None, "fast") == small_fast
+    # a small model renders at its own size: 16x16 here, 32x32 for the shipped one
+    assert small_fast["render.width"] == 32 and small_fast["render.height"] == 32
+    small16 = {**small_fast, "render.width": 16, "render.height": 16}
+    assert kinds.recipe("sd", str(small), "fast") == small16
+    assert kinds.recipe(str(small), None, "fast") == small16
+    assert make_config("fast", **{"guidance.spec": "sd", "guidance.model": str(small)}).render.width == 16
     sd_fast = {**stable_diffusion.BASE_PRESET, **stable_diffusion.FAST_PRESET}
     assert kinds.recipe("sd", str(large), "fast") == sd_fast
     assert kinds.recipe("sd", stable_diffusion.DEFAULT_MODEL, "fast") == sd_fast
@@ -88,7 +92,7 @@ def test_a_model_folder_declares_how_its_data_was_captioned(tmp_path):
     yaml_file = tmp_path / "run.yaml"
     yaml_file.write_text(f"guidance:\n  model: {small}\n")
     assert make_config("fast", yaml_file=yaml_file).guidance.overhead_elevation == 12.5
-    assert make_config("fast", yaml_file=yaml_file).render.width == 32  # and its small fast recipe
+    assert make_config("fast", yaml_file=yaml_file).render.width == 16  # and its small fast recipe, at its size
     # the user's own override still wins over the model's declaration
     cfg = make_config("fast", overrides={"guidance.overhead_elevation": 30.0},
                       **{"guidance.spec": "sd", "guidance.model": str(small)})
