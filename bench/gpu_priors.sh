@@ -5,14 +5,17 @@
 # for the CPU tables (bench/recipe_truth.py) of the next session:
 #   shapes-o25.tar    builtin:shapes from scratch, TRAINING.md's command plus --overhead-elevation 25: captions that
 #                     name the elevation (a CPU fine-tune could not teach the word: 2026-12-03-cpu-prior-finetune-*)
-#   shapes-sd-long.tar  builtin:shapes-sd, the shipped architecture (32x32, 8x8 latents) with ~10x the images the
-#                     CPU run saw: is the 5-of-12 an undertrained model?
+#   shapes-sd-long.tar  builtin:shapes-sd, the shipped architecture (32x32, 8x8 latents) trained for as many images
+#                     as the GPU gets through in the time (the shipped CPU run saw 192k): is the 5-of-12 undertraining?
 #   shapes-sd-64.tar  builtin:shapes-sd at 64x64 with 16x16 latents: the same parameter count (so the same bytes under
 #                     the 20 MB cap), but the cube's ±0.07 face waves were one 8x8-latent pixel
 # Run from the repository root on the device, with $OUT set and .whl carried (bench/prepare_device_carry.sh):
 #   bash bench/gpu_priors.sh
-# After it, here: untar, check the words with bench/prior_view_words.py, train the elevation classifiers on the CPU
-# (python -m fastdream.priors.train_elevation --prior DIR), run the 12-row tables with --model DIR.
+# After it, here: untar; check the words (bench/prior_view_words.py --priors shapes,DIR: overhead samples must read
+# well above front ones); give each folder an elevation classifier (shapes-o25 can reuse the shipped one, which
+# depends on data and noise only; retrain the shapes-sd ones: python -m fastdream.priors.train_elevation --prior DIR)
+# and the shipped folder's fastdream.json scales; then the 12-row tables: bench/recipe_truth.py --model DIR.
+# The folders stay out of the package until a table shows they pass more rows (the 20 MB cap holds both priors).
 # Dry run on a CPU machine: OUT=/tmp/o GPU_PRIORS_DEVICE=cpu GPU_PRIORS_TRAIN_S=5 GPU_PRIORS_SMALL=1 bash bench/gpu_priors.sh
 set -u
 set +e
