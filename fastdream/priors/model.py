@@ -49,6 +49,8 @@ def _quiet_diffusers():
     import logging
     for name in ("diffusers", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    from transformers.utils import logging as transformers_logging
+    transformers_logging.disable_progress_bar()  # a "Loading weights" bar for a model that loads in milliseconds
 
 
 class ShapesPrior(torch.nn.Module):

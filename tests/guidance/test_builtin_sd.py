@@ -31,6 +31,30 @@ def test_builtin_shapes_stays_the_pixel_prior(no_network):
     assert kinds.kind_of("sd", "builtin:shapes-sd") == "sd"
 
 
+def test_a_pixel_prior_folder_loads_by_path_as_the_builtin_does(no_network, tmp_path):
+    """A prior trained by fastdream.priors.train_shapes, named by its folder: the pixel guidance and recipe of
+    builtin:shapes (it is a copy of it), and the same SDS gradient on the same draw."""
+    import shutil
+    folder = tmp_path / "my-prior"
+    shutil.copytree(BUILTIN_DIR / "shapes", folder)
+    assert kinds.is_pixel_folder(folder) and not kinds.is_pixel_folder(SHIPPED) and not kinds.is_pixel_folder(None)
+    for spec, model in ((str(folder), None), ("sd", str(folder))):
+        assert kinds.kind_of(spec, model) == "builtin"
+        assert kinds.recipe(spec, model, "fast") == kinds.recipe("builtin:shapes", None, "fast")
+    assert make_config("fast", **{"guidance.model": str(folder)}).render.width == 32  # the pixel fast recipe
+    by_path, shipped = load_guidance(str(folder)), load_guidance("builtin:shapes")
+    assert type(by_path) is PixelDiffusionGuidance
+    images = torch.rand(1, 3, 32, 32)
+    grads = []
+    for g in (by_path, shipped):
+        emb = g.encode_prompts(["a red cube, side view"])
+        x = images.clone().requires_grad_(True)
+        out = g.sds(x, emb["cond"], emb["uncond"], guidance_scale=7.5, generator=torch.Generator().manual_seed(3))
+        out.loss.backward()
+        grads.append(x.grad)
+    assert grads[0].abs().sum() > 0 and torch.equal(grads[0], grads[1])
+
+
 def test_an_unknown_builtin_is_a_one_line_user_error():
     for call in (lambda: load_guidance("builtin:dinosaurs"), lambda: load_guidance("sd", model="builtin:dinosaurs"),
                  lambda: make_config("fast", **{"guidance.spec": "builtin:dinosaurs"})):
