@@ -18,7 +18,8 @@
 # eval's exact truth knows builtin:shapes and builtin:shapes-sd only: for the 12-row tables (bench/recipe_truth.py)
 # copy a folder over fastdream/priors/weights/shapes or shapes-sd in a scratch clone.
 # The folders stay out of the package until a table shows they pass more rows (the 20 MB cap holds both priors).
-# Dry run on a CPU machine: OUT=/tmp/o GPU_PRIORS_DEVICE=cpu GPU_PRIORS_TRAIN_S=5 GPU_PRIORS_SMALL=1 bash bench/gpu_priors.sh
+# Dry run on a CPU machine (tests/bench/test_gpu_priors.py runs it):
+#   OUT=/tmp/o GPU_PRIORS_DEVICE=cpu GPU_PRIORS_TRAIN_S=5 GPU_PRIORS_SMALL=1 bash bench/gpu_priors.sh
 set -u
 set +e
 : "${OUT:?set OUT to the folder that receives the tarballs and logs}"
@@ -34,13 +35,19 @@ export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 rm -rf "$WORK" && mkdir -p "$WORK"
 
 stamp "gpu_priors start: device $DEVICE, ${TRAIN_S}s of training per model, commit ${FASTDREAM_COMMIT:-unknown}"
-{ nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1; python3 -c "import torch; print('torch', torch.__version__)"; } >>"$LOG" 2>&1
+{
+  nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1
+  python3 -c "import torch; print('torch', torch.__version__)"
+} >>"$LOG" 2>&1
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     >>"$LOG" 2>&1
   stamp "wheels: rc=$?"
 fi
-python3 -c "import diffusers, transformers" >>"$LOG" 2>&1 || { stamp "diffusers or transformers missing: stop"; exit 2; }
+if ! python3 -c "import diffusers, transformers" >>"$LOG" 2>&1; then
+  stamp "diffusers or transformers missing: stop"
+  exit 2
+fi
 
 # The step counts are ceilings: --time-limit stops each run, and the LR decay follows elapsed time under it.
 if [ -n "${GPU_PRIORS_SMALL:-}" ]; then  # dry run: tiny data banks and batches
@@ -68,6 +75,8 @@ for pair in "shapes-o25:$P1" "shapes-sd-long:$P2" "shapes-sd-64:$P3"; do
   rc=$?
   stamp "$name: rc=$rc ($(tail -n 1 "$OUT/$name.log" | cut -c1-300))"
   # the model folder without its training state (.train/ holds the optimiser and the data bank)
-  [ "$rc" = 0 ] && tar -C "$WORK" --exclude=.train -cf "$OUT/$name.tar" "$name" && stamp "$name.tar: $(du -h "$OUT/$name.tar" | cut -f1)"
+  if [ "$rc" = 0 ] && tar -C "$WORK" --exclude=.train -cf "$OUT/$name.tar" "$name"; then
+    stamp "$name.tar: $(du -h "$OUT/$name.tar" | cut -f1)"
+  fi
 done
 stamp "gpu_priors done"
