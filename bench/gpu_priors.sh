@@ -4,7 +4,9 @@
 # two embedded priors side by side on one H100/H200, ~7 minutes in all, and sends the model folders back as tarballs
 # for the CPU tables (bench/recipe_truth.py) of the next session:
 #   shapes-o25.tar    builtin:shapes from scratch, TRAINING.md's command plus --overhead-elevation 25: captions that
-#                     name the elevation (a CPU fine-tune could not teach the word: 2026-12-03-cpu-prior-finetune-*)
+#                     name the elevation (a CPU fine-tune could not teach the word: 2026-12-03-cpu-prior-finetune-*);
+#                     its log's step count against the shipped run's 2,044 of batch 256 says whether the three runs
+#                     sharing the GPU left it as much training as its control had
 #   shapes-sd-long.tar  builtin:shapes-sd, the shipped architecture (32x32, 8x8 latents) trained for as many images
 #                     as the GPU gets through in the time (the shipped CPU run saw 192k): is the 5-of-12 undertraining?
 #   shapes-sd-64.tar  builtin:shapes-sd at 64x64 with 16x16 latents: the same parameter count (so the same bytes under
