@@ -63,13 +63,17 @@ timeout -k 10 "$T" python3 -m fastdream.priors.train_shapes --out "$WORK/shapes-
   --steps 1000000 --lr 6e-4 "${PX_DATA[@]}" "${BF16[@]}" --overhead-elevation 25 --time-limit "$TRAIN_S" \
   --eval-samples 0 --no-progress --ckpt-every 2000 >"$OUT/shapes-o25.log" 2>&1 &
 P1=$!
-timeout -k 10 "$T" python3 -m fastdream.priors.train_shapes_sd --out "$WORK/shapes-sd-long" --device "$DEVICE" \
-  --steps 1000000 --vae-steps 1000000 "${SD_DATA[@]}" --time-limit "$TRAIN_S" --no-progress --ckpt-every 1000 \
-  >"$OUT/shapes-sd-long.log" 2>&1 &
+# train_sd NAME [ARGS...]: one shapes-sd training in the background, into $WORK/NAME, logged to $OUT/NAME.log
+train_sd() {
+  local name=$1
+  shift
+  timeout -k 10 "$T" python3 -m fastdream.priors.train_shapes_sd --out "$WORK/$name" --device "$DEVICE" \
+    --steps 1000000 --vae-steps 1000000 "${SD_DATA[@]}" --time-limit "$TRAIN_S" --no-progress --ckpt-every 1000 \
+    "$@" >"$OUT/$name.log" 2>&1 &
+}
+train_sd shapes-sd-long
 P2=$!
-timeout -k 10 "$T" python3 -m fastdream.priors.train_shapes_sd --out "$WORK/shapes-sd-64" --device "$DEVICE" \
-  --resolution 64 --steps 1000000 --vae-steps 1000000 "${SD_DATA[@]}" --time-limit "$TRAIN_S" --no-progress \
-  --ckpt-every 1000 >"$OUT/shapes-sd-64.log" 2>&1 &
+train_sd shapes-sd-64 --resolution 64
 P3=$!
 for pair in "shapes-o25:$P1" "shapes-sd-long:$P2" "shapes-sd-64:$P3"; do
   name=${pair%%:*}

@@ -7,7 +7,7 @@ import torch
 
 from fastdream.errors import UserError
 from fastdream.guidance.base import Guidance, SDSOutput, ViewContext
-from fastdream.guidance.kinds import builtin_folder, is_pixel_folder, is_sd_folder
+from fastdream.guidance.kinds import builtin_folder, is_pixel_folder
 from fastdream.guidance.pixel import PixelDiffusionGuidance
 from fastdream.guidance.stable_diffusion import DEFAULT_MODEL, StableDiffusionGuidance
 from fastdream.guidance.target import TargetGuidance
@@ -35,11 +35,8 @@ def load_guidance(spec: str, device="cpu", dtype: torch.dtype | None = None, **o
     if model.startswith("target:"):
         return TargetGuidance(model.split(":", 1)[1], device=device)
     if model.startswith("builtin:"):
-        folder = builtin_folder(model)
-        if not is_sd_folder(folder):
-            return PixelDiffusionGuidance.from_pretrained(folder, device=device)
-        model = str(folder)
-    elif is_pixel_folder(model):  # a pixel-space prior trained by fastdream.priors.train_shapes, by its path
+        model = str(builtin_folder(model))
+    if is_pixel_folder(model):  # builtin:shapes, or a prior trained by fastdream.priors.train_shapes, by its path
         return PixelDiffusionGuidance.from_pretrained(Path(model).expanduser(), device=device)
     speed = {k: options[k] for k in _SD_OPTIONS if options.get(k) is not None}
     return StableDiffusionGuidance.from_pretrained(model, device=device, dtype=dtype,

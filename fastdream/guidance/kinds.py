@@ -63,13 +63,10 @@ def builtin_name(spec: str | None, model: str | None) -> str | None:
 
 
 def kind_of(spec: str | None, model: str | None = None) -> str:
-    """"target" for target:NAME; for builtin:NAME (as the spec or as the SD model) "sd" when the shipped prior is in
-    Stable Diffusion's layout, else "builtin"; "builtin" for a local pixel-space prior folder; else "sd"."""
+    """"target" for target:NAME; "builtin" for a pixel-space prior folder, shipped (builtin:NAME, as the spec or as
+    the SD model) or local; else "sd" (Stable Diffusion's layout, a hub id)."""
     if spec and spec.startswith("target:"):
         return "target"
-    builtin = builtin_name(spec, model)
-    if builtin is not None:
-        return "sd" if is_sd_folder(builtin_folder(builtin)) else "builtin"
     return "builtin" if is_pixel_folder(_sd_source(spec, model)) else "sd"
 
 

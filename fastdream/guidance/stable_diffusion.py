@@ -26,9 +26,9 @@ FAST_PRESET: dict = {}
 # rather than one sized for SD 2.1's 512x512: renders at the model's native size (kinds.recipe sets it; a larger
 # render is only downsampled before the VAE), the small field, 600 steps, CFG 7.5 with 4 noise draws per render
 # (not SD's 100: this model over-saturates at 100), albedo/lambertian shading only, sparsity 100 and a white
-# background. SD's own init (BASE_PRESET: softplus + cone) stays, as the recipe only merges field options. With SD's sparsity 1.0 and a random
-# background this model's "a red cube" was a ragged slab (fitted size 0.58, 62% of the area off the truth); with
-# sparsity 100 and white 0.48 and 47%; with CFG 7.5 and 4 draws as well, 0.40 and 35%
+# background. SD's own init (BASE_PRESET: softplus + cone) stays, as the recipe only merges field options. With
+# SD's sparsity 1.0 and a random background this model's "a red cube" was a ragged slab (fitted size 0.58, 62% of
+# the area off the truth); with sparsity 100 and white 0.48 and 47%; with CFG 7.5 and 4 draws as well, 0.40 and 35%
 # (bench/results/2026-12-02-cpu-builtin-recipe.md, docs/shapes-sd-sds-recipe.md).
 SMALL_IMAGE_SIZE = 64
 # The pixel recipe's normal smoothness is left off: on builtin:shapes-sd's red cube it rounded the section (35.8% off,
